@@ -1,0 +1,1 @@
+"""Training both LLaRA stages: ``pretrain`` (EBAE + EBAR adaptation) and ``finetune`` (contrastive)."""
