@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .devices import dtype_name, resolve_device, resolve_dtype
 from .errors import LlaraError
 from .loading import load_model, resolve_spec
-from .pooling import pool_special_tokens
+from .pooling import pool_special_tokens, transformer_body
 from .prompts import PromptTokenizer, Side
 from .spec import SPEC_FILE, EncoderSpec
 
@@ -111,7 +111,7 @@ class LlaraEncoder:
         if attention_mask is not None:  # left padding needs the mask and shifted positions
             kwargs = {"attention_mask": attention_mask,
                       "position_ids": (attention_mask.cumsum(1) - 1).clamp(min=0)}
-        hidden = self.model.base_model(input_ids=input_ids, use_cache=False, **kwargs).last_hidden_state
+        hidden = transformer_body(self.model)(input_ids=input_ids, use_cache=False, **kwargs).last_hidden_state
         return pool_special_tokens(hidden, input_ids, self.prompt_tokenizer.special_ids[side])
 
     def collate(self, batch_ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -25,3 +25,10 @@ def pool_special_tokens(hidden: torch.Tensor, input_ids: torch.Tensor, special_i
     weights = mask.to(torch.float32) / counts.unsqueeze(1).to(torch.float32)
     pooled = torch.einsum("bs,bsd->bd", weights, hidden.to(torch.float32))
     return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
+
+
+def transformer_body(model: torch.nn.Module) -> torch.nn.Module:
+    """The decoder stack without the LM head (unwrapping PEFT), whose output is after the final norm."""
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return model.base_model
