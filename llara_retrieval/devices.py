@@ -1,4 +1,4 @@
-"""Device and dtype choices: CUDA when present, bf16 where the hardware runs it well."""
+"""Device and dtype choices: CUDA when present, bf16 where the hardware runs it natively."""
 from __future__ import annotations
 
 import torch
@@ -23,12 +23,19 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def cpu_supports_bf16() -> bool:
-    """True when the CPU has vector units that make bf16 matmuls faster than fp32 (AVX2 or better)."""
-    return torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "NO AVX", "ZVECTOR", "VSX")
+    """True when oneDNN has native bf16 kernels for this CPU (AVX-512 BF16, AMX, AVX-512 BW).
+
+    On AVX2-only CPUs PyTorch's bf16 matmul falls back to slow generic code (measured here: 0.5 vs
+    28 GFLOP/s for fp32), so bf16 is only the default where the hardware runs it natively.
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``None`` picks bf16 (fp16 on CUDA without bf16, fp32 on old CPUs); names like "bfloat16" accepted."""
+    """``None`` picks bf16 where the hardware runs it natively (fp16 on older GPUs, fp32 on other CPUs)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype is None or dtype == "auto":
