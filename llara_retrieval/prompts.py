@@ -78,6 +78,11 @@ class PromptTokenizer:
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def pieces(self, side: Side) -> tuple[list[int], list[int]]:
+        """``(prefix ids incl. BOS, suffix ids)`` of a side, for callers that assemble sequences themselves."""
+        prefix, suffix = self._pieces[side]
+        return list(prefix), list(suffix)
+
     def prompt_length(self, side: Side) -> int:
         prefix, suffix = self._pieces[side]
         return len(prefix) + len(suffix)
