@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("LLARA_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 CRANFIELD = SHARED / "data" / "classic" / "cranfield"
 
 
