@@ -16,6 +16,7 @@ from typing import Mapping
 
 from .cachedir import cache_root, file_sha256
 from .errors import LlaraError
+from .java import configure_java
 
 Run = dict[str, dict[str, float]]
 MARKER = "llara_bm25.json"
@@ -76,20 +77,8 @@ def _write_flat_collection(corpus: Mapping[str, Mapping[str, str]], path: Path) 
             out.write(json.dumps({"_id": doc_id, "title": doc.get("title", ""), "text": doc.get("text", "")}) + "\n")
 
 
-def start_java() -> None:
-    """Java 21+ for Pyserini, started with ``-Xrs`` so that Ctrl-C stays with Python: otherwise the JVM
-    takes SIGINT and ends the process at once, skipping Python's cleanup and messages."""
-    from .java import configure_java
-
-    configure_java()
-    import jnius_config
-
-    if not jnius_config.vm_running and "-Xrs" not in jnius_config.options:
-        jnius_config.add_options("-Xrs")
-
-
 def _index_collection(collection: Path, index: Path, threads: int) -> None:
-    start_java()
+    configure_java()
     from pyserini.pyclass import autoclass
 
     args = ["-collection", "BeirFlatCollection", "-generator", "DefaultLuceneDocumentGenerator",
@@ -107,7 +96,7 @@ def bm25_search(index_dir: str | Path, queries: Mapping[str, str], k: int = 1000
 
     if not (Path(index_dir) / MARKER).is_file() and not any(Path(index_dir).glob("segments_*")):
         raise LlaraError(f"{index_dir}: not a Lucene index")
-    start_java()
+    configure_java()
     from pyserini.search.lucene import LuceneSearcher
 
     searcher = LuceneSearcher(str(index_dir))

@@ -64,12 +64,19 @@ def has_vector_module(java_home: Path) -> bool:
 
 
 def configure_java() -> Path:
-    """Set JAVA_HOME and PATH to a Java 21+ runtime; drop the vector-module JVM option it lacks."""
+    """Set JAVA_HOME and PATH to a Java 21+ runtime, ``-Xrs`` for the JVM, and drop the vector-module
+    option when the runtime lacks that module. Call before anything starts the JVM."""
     home = find_java_home()
     os.environ["JAVA_HOME"] = str(home)
     bin_dir = str(home / "bin")
     if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    import jnius_config
+
+    if not jnius_config.vm_running and "-Xrs" not in jnius_config.options:
+        # Keep Ctrl-C with Python: otherwise the JVM takes SIGINT and ends the process at once,
+        # skipping Python's cleanup of partial outputs.
+        jnius_config.add_options("-Xrs")
     if not has_vector_module(home):
         _drop_vector_option()
     return home
