@@ -114,7 +114,7 @@ def test_save_refuses_to_overwrite_without_being_asked(encoder, tmp_path):
 
 
 def test_lora_adapter_is_merged_to_the_same_vectors(tiny_model_dir, texts, tmp_path):
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import LoraConfig, get_peft_model
 
     base = LlaraEncoder.from_pretrained(tiny_model_dir, dtype="float32")
     torch.manual_seed(1)

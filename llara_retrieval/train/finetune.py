@@ -6,26 +6,22 @@ the result in ``--output_dir`` is a merged encoder dir, plus ``adapter/`` with `
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from transformers import HfArgumentParser, TrainerCallback, set_seed
+from transformers import TrainerCallback
 
 from ..errors import LlaraError
 from ..prompts import PromptTokenizer
 from .arguments import LlaraTrainingArguments, ModelArguments
-from .common import (LlaraTrainer, LossLogger, _trim_loss_log, load_for_training, prepare_output_dir, run_training,
-                     save_encoder)
+from .common import (LlaraTrainer, LossLogger, _trim_loss_log, cli_main, load_for_training, prepare_output_dir,
+                     run_training, save_encoder)
 from .finetune_data import GroupCollator, GroupDataset, read_train_data, report_truncation
 from .finetune_model import ContrastiveModel, gradcache_step
 from .pretrain_model import unwrap
-
-logger = logging.getLogger("llara_retrieval.train.finetune")
-
 
 @dataclass
 class FinetuneArguments:
@@ -87,20 +83,8 @@ class EpochSetter(TrainerCallback):
         self.dataset.set_epoch(math.floor((state.epoch or 0) + 1e-6))
 
 
-def parse_args(argv: Sequence[str] | None):
-    parser = HfArgumentParser((ModelArguments, FinetuneArguments, LlaraTrainingArguments),
-                              prog="python -m llara_retrieval.train finetune")
-    return parser.parse_args_into_dataclasses(args=list(argv) if argv is not None else None)
-
-
 def main(argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> int:
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    try:
-        run(*parse_args(argv), callbacks=callbacks)
-    except LlaraError as exc:
-        print(f"finetune: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return cli_main("finetune", (ModelArguments, FinetuneArguments, LlaraTrainingArguments), run, argv, callbacks)
 
 
 def check_args(data_args: FinetuneArguments, training_args: LlaraTrainingArguments) -> None:
@@ -124,7 +108,6 @@ def run(model_args: ModelArguments, data_args: FinetuneArguments, training_args:
         training_args.dataloader_pin_memory = False  # nothing to pin for; silences a warning per epoch
     if training_args.ddp_find_unused_parameters is None:
         training_args.ddp_find_unused_parameters = False  # every trainable parameter is used (head frozen)
-    set_seed(training_args.seed)  # LoRA's random init happens before the Trainer seeds anything
     lm, tokenizer, spec = load_for_training(model_args, training_args)
     prompt_tokenizer = PromptTokenizer(tokenizer, spec.prompts)
     pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)

@@ -1,0 +1,152 @@
+"""Pretraining step time and peak memory: our step vs a reference-style step, same model, same batch.
+
+- ours: one forward over the combined sequence (4-D mask, shared position ids), LM head only at the
+  16 special columns and the text predictions;
+- reference-style (as the public LLaRA code): two forwards (passage side, query side) with
+  full-vocabulary logits at every position, the same losses taken from them.
+
+Each mode runs in its own subprocess (so peak RSS is its own): load the model, build the batch, run
+``--warmup`` + ``--steps`` training steps (forward, backward, SGD step); report the median step time,
+the step's peak memory (VmHWM above the RSS of weights + gradient buffers, measured after the warm-up
+step with the peak reset; large blocks are mmapped so freed memory leaves RSS) and the process's
+total peak RSS, plus the loss of the first step (must agree between the modes).
+
+    python benchmarks/bench_train.py [--model default] [--batch 4] [--max_length 128] [--steps 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "text" / "wikitext2_paragraphs.jsonl"
+
+
+def rss_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_batch(args, tokenizer, spec):
+    from llara_retrieval.prompts import PromptTokenizer
+    from llara_retrieval.train.prepare import Chunker
+    from llara_retrieval.train.pretrain_data import PretrainCollator, PretrainExample, excluded_target_ids
+
+    pt = PromptTokenizer(tokenizer, spec.prompts)
+    texts = [json.loads(line)["text"] for line in DATA.open(encoding="utf-8")][:200]
+    chunks = [c for t in texts for c in Chunker(tokenizer, args.max_length).chunks(t)][:args.batch + 1]
+    excluded = excluded_target_ids(tokenizer, pt, None)
+    collator = PretrainCollator(pt, tokenizer.pad_token_id)
+    budget = args.max_length - collator.layout.prefix_len - max(collator.layout.suffix_lens)
+    ids = pt.text_ids(chunks)
+    examples = [PretrainExample(ids[i][:budget], sorted(set(ids[i]) - excluded), sorted(set(ids[i + 1]) - excluded))
+                for i in range(args.batch)]
+    return collator(examples)
+
+
+def reference_logits(model, batch):
+    """Two forwards with full-vocabulary logits everywhere, then the columns the losses need."""
+    from llara_retrieval.train.pretrain_data import EBAE, EBAR, PAD
+
+    ids, pos, seg = batch["input_ids"], batch["position_ids"], batch["segments"]
+    width = ids.shape[1]
+    a_len, b_len = int((seg == EBAE).sum(1).max()), int((seg == EBAR).sum(1).max())
+    qcols = list(range(width - a_len - b_len)) + list(range(width - b_len, width))
+    passage = model(input_ids=ids[:, :width - b_len], attention_mask=(seg[:, :width - b_len] != PAD).long(),
+                    position_ids=pos[:, :width - b_len], use_cache=False).logits
+    query = model(input_ids=ids[:, qcols], attention_mask=(seg[:, qcols] != PAD).long(),
+                  position_ids=pos[:, qcols], use_cache=False).logits
+    return passage[:, batch["lm_columns"]], passage[:, batch["ebae_columns"]], query[:, batch["ebar_columns"] - a_len]
+
+
+def child(args) -> None:
+    import torch
+
+    from llara_retrieval.loading import load_model, resolve_spec
+    from llara_retrieval.train.pretrain_model import PretrainLoss, bag_of_words_loss, lm_loss
+
+    torch.manual_seed(0)
+    spec = resolve_spec(args.model)
+    model, tokenizer = load_model(spec, torch.float32)
+    model.train()
+    model.config.use_cache = False
+    batch = build_batch(args, tokenizer, spec)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    ours = PretrainLoss()
+
+    def loss_of(batch):
+        if args.mode == "ours":
+            return ours(model, batch)["loss"]
+        lm, ebae, ebar = reference_logits(model, batch)
+        return (lm_loss(lm, batch["lm_labels"]) + 0.05 * bag_of_words_loss(ebae, batch["summarize_targets"])
+                + 0.05 * bag_of_words_loss(ebar, batch["predict_targets"]))
+
+    times, first_loss, base = [], None, None
+    for step in range(args.warmup + args.steps):
+        if step == args.warmup:  # weights and gradient buffers are now resident: reset the peak
+            base = rss_mb("VmRSS")
+            reset_peak()
+        start = time.perf_counter()
+        loss = loss_of(batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=False)
+        if step >= args.warmup:
+            times.append(time.perf_counter() - start)
+        first_loss = float(loss) if first_loss is None else first_loss
+    print(json.dumps({"mode": args.mode, "step_s": statistics.median(times), "peak_mb": rss_mb("VmHWM") - base,
+                      "resident_mb": base, "total_peak_mb": rss_mb("VmHWM"), "loss": first_loss,
+                      "shape": list(batch["input_ids"].shape)}))
+
+
+def reset_peak() -> None:
+    """Reset VmHWM (Linux ``clear_refs`` 5); without it the peak includes the warm-up step."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        print("warning: cannot reset the peak RSS; peak includes the warm-up", file=sys.stderr)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default", help="encoder/model (default: the embedded gemma-3-270m)")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--max_length", type=int, default=128)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--mode", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode:
+        child(args)
+        return 0
+    results = {}
+    for mode in ("ours", "reference"):
+        cmd = [sys.executable, __file__, "--mode", mode] + [f"--{k}={getattr(args, k)}" for k in
+                                                            ("model", "batch", "max_length", "warmup", "steps")]
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+        if out.returncode:
+            print(out.stderr[-3000:], file=sys.stderr)
+            return 1
+        results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        r = results[mode]
+        print(f"{mode:>9}: step {r['step_s']:.2f} s, step peak memory {r['peak_mb']:.0f} MB above the resident "
+              f"{r['resident_mb']:.0f} MB (process peak {r['total_peak_mb']:.0f} MB), loss {r['loss']:.5f}, "
+              f"batch {r['shape']}", flush=True)
+    ours, ref = results["ours"], results["reference"]
+    print(f"speed-up {ref['step_s'] / ours['step_s']:.2f}x, memory reduction {ref['peak_mb'] / ours['peak_mb']:.2f}x, "
+          f"loss difference {abs(ref['loss'] - ours['loss']):.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

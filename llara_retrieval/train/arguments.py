@@ -1,0 +1,74 @@
+"""Command-line arguments of the training stages, parsed by ``HfArgumentParser`` (Tevatron-style split).
+
+``ModelArguments`` and ``LlaraTrainingArguments`` are shared by ``pretrain`` and ``finetune``; each stage
+adds its own data/loss dataclass. ``LlaraTrainingArguments`` is HF's ``TrainingArguments`` (so torchrun,
+``--deepspeed``, ``--bf16``, ``--gradient_checkpointing`` ... work unchanged) with safer defaults and
+two flags HF dropped or never had: ``--overwrite_output_dir`` and ``--resume``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default="default",
+        metadata={"help": "Model to adapt: 'default' (embedded gemma-3-270m), a hub id, HF dir, encoder dir, "
+                          "spec file, GGUF file or PEFT adapter dir."})
+    dtype: str = field(default="float32",
+                       metadata={"help": "dtype the weights are loaded in (master weights); use --bf16 for "
+                                         "mixed precision."})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "eager, sdpa, flash_attention_2 ... (default: the model's own choice)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the hub (off by default)."})
+    lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of all parameters."})
+    lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str = field(default=LORA_TARGETS,
+                                     metadata={"help": "Comma-separated module names that get LoRA layers."})
+    save_dtype: str | None = field(
+        default=None, metadata={"help": "dtype of the saved encoder (default: bfloat16 with --bf16, else the "
+                                        "training dtype)."})
+
+
+@dataclass
+class LlaraTrainingArguments(TrainingArguments):
+    overwrite_output_dir: bool = field(default=False,
+                                       metadata={"help": "Allow writing into a non-empty output_dir."})
+    resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in output_dir "
+                                                          "(same data order and optimizer state)."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs (the reference recipes use 1)."})
+    logging_steps: float = field(default=10, metadata={"help": "Log the loss components every N steps."})
+    save_steps: float = field(default=500, metadata={"help": "Write a checkpoint every N steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most N checkpoints."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every collated field."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Trackers (default none)."})
+    activation_checkpointing_kwargs: dict | str | None = field(
+        default_factory=lambda: {"use_reentrant": False},
+        metadata={"help": "Passed to torch.utils.checkpoint (non-reentrant works with frozen embeddings)."})
+
+
+@dataclass
+class PretrainArguments:
+    train_data: str = field(metadata={"help": "Reference JSONL {input, output_summarize, output_predict} (a file "
+                                              "or a folder of *.jsonl); see `python -m llara_retrieval.train "
+                                              "prepare`."})
+    max_length: int = field(default=128, metadata={"help": "Token budget of each branch (prompt included), as "
+                                                           "the encoder's max length."})
+    max_target_length: int | None = field(default=None,
+                                          metadata={"help": "Tokens of each target text used (default max_length)."})
+    stopwords: str | None = field(default=None, metadata={"help": "Drop stop words from the targets: 'english' "
+                                                                  "or a file with one word a line."})
+    ebae_weight: float = field(default=0.05, metadata={"help": "Weight of the EBAE loss (reference 1/2/10)."})
+    ebar_weight: float = field(default=0.05, metadata={"help": "Weight of the EBAR loss (reference 1/2/10)."})
+    lm_weight: float = field(default=1.0, metadata={"help": "Weight of the next-token LM loss over the text "
+                                                            "(0 skips its computation)."})
+    single_forward: bool = field(default=True, metadata={"help": "One forward with a 4-D mask for both tasks "
+                                                                 "(falls back to two when the attention kernel "
+                                                                 "cannot take a 4-D mask)."})
