@@ -6,7 +6,7 @@ SHARED ?= ../shared
 DATA ?= $(SHARED)/data
 ENCODER ?= encoders/llara-gemma3-270m.json
 
-.PHONY: install test demo bench-encode bench-train reproduce clean
+.PHONY: install test demo bench-encode bench-train clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ test:
 	$(PY) -m pytest -q tests
 
 demo:
-	$(PY) -m llara_retrieval.beir --dataset $(DATA)/beir/scifact --encoder $(ENCODER) --output runs/demo --bm25 --hybrid
+	$(PY) -m llara_retrieval.beir --dataset $(DATA)/beir/scifact --encoder $(ENCODER) --output runs/demo --bm25 --hybrid --max-length 256
 
 bench-encode:
 	$(PY) benchmarks/bench_encode.py --corpus $(DATA)/beir/scifact/corpus.jsonl

@@ -25,8 +25,13 @@ def rss_mib(field: str) -> float:
     return float("nan")
 
 
-def card_loop(encoder, ids: list[list[int]], batch_size: int) -> np.ndarray:
-    """The model card's loop, fed the same token ids (BOS '"' text suffix) as the encoder."""
+def card_loop(encoder, ids: list[list[int]], batch_size: int, sort: bool = False) -> np.ndarray:
+    """The model card's loop, fed the same token ids (BOS '"' text suffix) as the encoder.
+
+    ``sort=True`` (ablation) batches the texts by length first, changing nothing else.
+    """
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i])) if sort else list(range(len(ids)))
+    ids = [ids[i] for i in order]
     tok = encoder.tokenizer
     tok.padding_side = "left"  # the card slices the last 8 positions, which needs left padding
     body = encoder.model.base_model
@@ -38,7 +43,9 @@ def card_loop(encoder, ids: list[list[int]], batch_size: int) -> np.ndarray:
             outputs = body(**inputs, return_dict=True, output_hidden_states=True)
             emb = outputs.hidden_states[-1][:, -8:, :].float().mean(dim=1)
             out.append(torch.nn.functional.normalize(emb, dim=-1).numpy())
-    return np.concatenate(out)
+    vectors = np.empty((len(ids), out[0].shape[1]), dtype=np.float32)
+    vectors[order] = np.concatenate(out)
+    return vectors
 
 
 def worker(method: str, texts: list[str], args: argparse.Namespace, queue: mp.Queue) -> None:
@@ -47,9 +54,16 @@ def worker(method: str, texts: list[str], args: argparse.Namespace, queue: mp.Qu
     torch.set_num_threads(args.threads)
     enc = LlaraEncoder.from_pretrained(args.encoder, device=args.device, dtype=args.dtype)
     ids = enc.prompt_tokenizer.build(texts, "passage", args.max_length)
-    run = (lambda: enc.encode_passages(texts, batch_size=args.batch_size, max_length=args.max_length,
-                                       show_progress_bar=False)) if method == "llara" else \
-          (lambda: card_loop(enc, ids, args.batch_size))
+    if method == "llara-left":  # ablation: our loop, but left padding with a mask and position ids
+        enc.padding_side = "left"
+    methods = {
+        "card": lambda: card_loop(enc, ids, args.batch_size),
+        "card-sorted": lambda: card_loop(enc, ids, args.batch_size, sort=True),
+        "llara-left": lambda: enc.encode_passages(texts, batch_size=args.batch_size, max_length=args.max_length,
+                                                  show_progress_bar=False),
+    }
+    methods["llara"] = methods["llara-left"]
+    run = methods[method]
     enc.encode_passages(texts[:2], show_progress_bar=False)  # warm-up: allocator, kernels
     loaded = rss_mib("VmRSS")
     start = time.perf_counter()
@@ -113,12 +127,15 @@ def main() -> None:
     parser.add_argument("--dtype", default=None, help="default: the encoder's own choice for this machine")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--ablation", action="store_true",
+                        help="also time the card loop with length sorting, and our loop with left padding + mask")
     args = parser.parse_args()
 
     texts = select_passages(args.corpus, args.num_docs, args.max_length, args.encoder)
     ctx = mp.get_context("spawn")
     results = {}
-    for method in ("card", "llara"):
+    methods = ("card", "card-sorted", "llara-left", "llara") if args.ablation else ("card", "llara")
+    for method in methods:
         queue = ctx.Queue()
         proc = ctx.Process(target=worker, args=(method, texts, args, queue))
         proc.start()
@@ -133,10 +150,12 @@ def main() -> None:
           f"batch {args.batch_size}, {dtype}, {args.device}, {args.threads} threads")
     print(f"matmul peak ({dtype}, {args.threads} threads): {peak / 1e9:.0f} GFLOP/s; "
           f"model cost {flops / tokens / 1e6:.0f} MFLOP/token")
-    print(f"{'method':<14}{'seconds':>9}{'docs/s':>9}{'tokens/s':>10}{'peak MiB':>10}{'of peak':>9}")
-    for method, label in (("card", "(b) card loop"), ("llara", "(a) LlaraEnc.")):
+    print(f"{'method':<30}{'seconds':>9}{'docs/s':>9}{'tokens/s':>10}{'peak MiB':>10}{'of peak':>9}")
+    labels = {"card": "(b) model-card loop", "card-sorted": "(b) + length-sorted batches",
+              "llara-left": "(a) with left padding + mask", "llara": "(a) LlaraEncoder"}
+    for method in methods:
         r = results[method]
-        print(f"{label:<14}{r['seconds']:>9.2f}{len(texts) / r['seconds']:>9.2f}{tokens / r['seconds']:>10.0f}"
+        print(f"{labels[method]:<30}{r['seconds']:>9.2f}{len(texts) / r['seconds']:>9.2f}{tokens / r['seconds']:>10.0f}"
               f"{r['peak_mib']:>10.0f}{flops / r['seconds'] / peak:>9.0%}")
     ratio = results["card"]["seconds"] / results["llara"]["seconds"]
     cos = (results["llara"]["vectors"] * results["card"]["vectors"]).sum(axis=1)

@@ -1,10 +1,9 @@
 """The adaptation loss: one forward with the 4-D mask == two separate forwards, and == a hand-written
 computation from plain full-logit forwards."""
-import json
 
 import pytest
 import torch
-from tiny import build_tiny_model, cranfield_texts
+from tiny import build_tiny_model, cranfield_texts, write_pretrain_data
 
 from llara_retrieval.encoder import LlaraEncoder
 from llara_retrieval.errors import LlaraError
@@ -18,10 +17,7 @@ from llara_retrieval.train.pretrain_model import PretrainLoss, allowed_attention
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory, cranfield_dir):
     texts = [t for t in cranfield_texts(30) if t][:9]
-    path = tmp_path_factory.mktemp("pretrain-data") / "train.jsonl"
-    path.write_text("".join(json.dumps({"input": a, "output_summarize": a, "output_predict": b}) + "\n"
-                            for a, b in zip(texts, texts[1:])), encoding="utf-8")
-    return path
+    return write_pretrain_data(tmp_path_factory.mktemp("pretrain-data") / "train.jsonl", texts)
 
 
 @pytest.fixture(scope="module", params=["llama", "qwen2", "gemma3"])

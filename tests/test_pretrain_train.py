@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import cranfield_texts
+from tiny import cranfield_texts, write_pretrain_data
 from transformers import TrainerCallback
 
 from llara_retrieval.encoder import LlaraEncoder
@@ -23,10 +23,7 @@ TEXTS = ["flow over a flat plate", "heat transfer in hypersonic flight"]
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory, cranfield_dir):
     texts = [t for t in cranfield_texts(40) if t][:17]
-    path = tmp_path_factory.mktemp("pretrain-train") / "train.jsonl"
-    path.write_text("".join(json.dumps({"input": a, "output_summarize": a, "output_predict": b}) + "\n"
-                            for a, b in zip(texts, texts[1:])), encoding="utf-8")
-    return path
+    return write_pretrain_data(tmp_path_factory.mktemp("pretrain-train") / "train.jsonl", texts)
 
 
 def cli(model, data, out, *extra):

@@ -16,6 +16,13 @@ def cranfield_texts(limit: int = 400) -> list[str]:
         return [(rec["title"] + " " + rec["text"]).strip() for rec in map(json.loads, handle)][:limit]
 
 
+def write_pretrain_data(path: Path, texts: list[str]) -> Path:
+    """Reference-format pretraining JSONL: each text summarises itself and predicts the next one."""
+    path.write_text("".join(json.dumps({"input": a, "output_summarize": a, "output_predict": b}) + "\n"
+                            for a, b in zip(texts, texts[1:])), encoding="utf-8")
+    return path
+
+
 def build_tokenizer(vocab_size: int = 600):
     """A byte-fallback-free BPE tokenizer trained on Cranfield text, with BOS/EOS/PAD/UNK."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -3,7 +3,7 @@ embeddings, BM25 and hybrid baselines, and the ``llara-beir`` command (``python 
 
 Imports are lazy so that ``import llara_retrieval.beir`` stays cheap.
 """
-from importlib import import_module
+from .._lazy import lazy_getattr
 
 _EXPORTS = {
     "LlaraBeirModel": "model",
@@ -18,8 +18,4 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
