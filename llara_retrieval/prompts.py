@@ -88,10 +88,13 @@ class PromptTokenizer:
         return len(prefix) + len(suffix)
 
     def text_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of bare texts (no prompt, no special tokens), batched through the fast tokenizer."""
+        """Token ids of bare texts (no prompt, no LLaRA tokens), batched through the fast tokenizer."""
         if not texts:
             return []
-        return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        reserved = set(self.special_ids["passage"] + self.special_ids["query"])
+        # A literal "<s3>" in a text would become the reserved token and break pooling: drop it.
+        return [[i for i in ids if i not in reserved]
+                for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     def wrap(self, text_ids: Sequence[int], side: Side, max_length: int | None) -> list[int]:
         """``prefix + text + suffix``, cutting the text so the whole sequence fits ``max_length``."""

@@ -85,6 +85,14 @@ def test_vector_does_not_depend_on_batch_composition(encoder, texts):
     np.testing.assert_allclose(reversed_, alone, atol=1e-5)
 
 
+def test_literal_special_tokens_in_a_text_are_dropped(encoder):
+    ids = encoder.prompt_tokenizer.build(["wing <s3> flutter <s12>"], "passage", None)[0]
+    special = encoder.prompt_tokenizer.special_ids
+    assert [ids.count(i) for i in special["passage"]] == [1] * 8
+    assert not set(special["query"]) & set(ids)
+    assert encoder.encode_passages(["wing <s3> flutter <s12>"]).shape == (1, encoder.dim)
+
+
 def test_title_records_are_title_space_text(encoder):
     rec = encoder.encode_passages([{"title": "Wing flutter", "text": "at high speed"}])
     plain = encoder.encode_passages(["Wing flutter at high speed"])
