@@ -18,7 +18,7 @@ test:
 	$(PY) -m pytest -q tests
 
 demo:
-	$(PY) -m llara_retrieval.beir --dataset $(DATA)/beir/scifact --encoder $(ENCODER) --output runs/demo --bm25 --hybrid --max-length 256
+	$(PY) -m llara_retrieval.beir --dataset $(DATA)/beir/scifact --encoder $(ENCODER) --output runs/demo --bm25 --hybrid --max-length 128
 
 bench-encode:
 	$(PY) benchmarks/bench_encode.py --corpus $(DATA)/beir/scifact/corpus.jsonl
