@@ -39,9 +39,7 @@ class LlaraEncoder:
         self.device = device
         self.padding_side = padding_side
         self.prompt_tokenizer = PromptTokenizer(tokenizer, spec.prompts)
-        special = set(self.prompt_tokenizer.special_ids["passage"] + self.prompt_tokenizer.special_ids["query"])
-        candidates = [tokenizer.pad_token_id, tokenizer.eos_token_id, 0]
-        self.pad_id = next(i for i in candidates if i is not None and i not in special)
+        self.pad_id = self.prompt_tokenizer.pad_id
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | None = None, device: str | torch.device | None = None,

@@ -75,6 +75,13 @@ class PromptTokenizer:
             if suffix[-len(self.special_ids[side]):] != self.special_ids[side]:
                 raise LlaraError(f"the {side} suffix must end with its special tokens {self.special_ids[side]}")
 
+    @property
+    def pad_id(self) -> int:
+        """Padding id: the tokenizer's pad, else EOS, else 0, never a LLaRA token (pads are never attended)."""
+        tok = self.tokenizer
+        special = set(self.special_ids["passage"] + self.special_ids["query"])
+        return next(i for i in (tok.pad_token_id, tok.eos_token_id, 0) if i is not None and i not in special)
+
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 

@@ -110,8 +110,7 @@ def run(model_args: ModelArguments, data_args: FinetuneArguments, training_args:
         training_args.ddp_find_unused_parameters = False  # every trainable parameter is used (head frozen)
     lm, tokenizer, spec = load_for_training(model_args, training_args)
     prompt_tokenizer = PromptTokenizer(tokenizer, spec.prompts)
-    pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
-    collator = GroupCollator(prompt_tokenizer, pad_id, data_args.query_max_len, data_args.passage_max_len)
+    collator = GroupCollator(prompt_tokenizer, prompt_tokenizer.pad_id, data_args.query_max_len, data_args.passage_max_len)
     if training_args.process_index == 0:
         report_truncation(records, prompt_tokenizer, data_args.query_max_len)
     dataset = GroupDataset(records, data_args.train_group_size, seed=training_args.seed)

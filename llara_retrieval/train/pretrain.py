@@ -52,8 +52,7 @@ def run(model_args: ModelArguments, data_args: PretrainArguments, training_args:
     excluded = excluded_target_ids(tokenizer, prompt_tokenizer, data_args.stopwords)
     dataset = PretrainDataset(data_args.train_data, prompt_tokenizer, data_args.max_length,
                               data_args.max_target_length, excluded)
-    pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
-    collator = PretrainCollator(prompt_tokenizer, pad_id, with_lm=data_args.lm_weight != 0)
+    collator = PretrainCollator(prompt_tokenizer, prompt_tokenizer.pad_id, with_lm=data_args.lm_weight != 0)
     loss = PretrainLoss(data_args.ebae_weight, data_args.ebar_weight, data_args.lm_weight, data_args.single_forward)
     if loss.single_forward:
         if supports_4d_mask(unwrap(model).config):
