@@ -11,7 +11,8 @@ from llara_retrieval.loading import load_model, resolve_spec
 from llara_retrieval.prompts import PromptTokenizer
 from llara_retrieval.train.pretrain_data import (EBAE, EBAR, PAD, SHARED, PretrainCollator, PretrainDataset,
                                                  excluded_target_ids, read_pretrain_records)
-from llara_retrieval.train.pretrain_model import PretrainLoss, allowed_attention, attention_masks
+from llara_retrieval.train import linear_cross_entropy as lce
+from llara_retrieval.train.pretrain_model import PretrainLoss, allowed_attention, attention_masks, lm_loss
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,24 @@ def test_loss_matches_hand_computation(tiny_model_dir, data_file):
         off = PretrainLoss(ebae_weight=0.3, ebar_weight=0.2, lm_weight=0.0)(model, no_lm)
     assert "lm" not in no_lm and "lm" not in off
     torch.testing.assert_close(off["loss"], 0.3 * want["ebae"] + 0.2 * want["ebar"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("frozen_head", [False, True])
+def test_chunked_lm_loss_equals_full_logits(monkeypatch, frozen_head):
+    """Loss and gradients (hidden states, head weight) of the chunked loss == cross-entropy on full logits."""
+    monkeypatch.setattr(lce, "CHUNK_ELEMENTS", 2 * 50)  # 2 rows per chunk: many chunks, a ragged last one
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(4, 7, 16, generator=gen, dtype=torch.float64).requires_grad_()
+    weight = torch.randn(50, 16, generator=gen, dtype=torch.float64).requires_grad_(not frozen_head)
+    labels = torch.randint(0, 50, (4, 7), generator=gen)
+    labels[0, 5:] = -100
+    labels[2] = -100  # a row without text tokens does not count
+    got = lce.linear_cross_entropy(hidden, weight, labels)
+    want = lm_loss(hidden @ weight.T, labels)
+    torch.testing.assert_close(got, want.float())
+    params = [hidden] + ([] if frozen_head else [weight])
+    for g, w in zip(torch.autograd.grad(3.0 * got, params), torch.autograd.grad(3.0 * want, params)):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)  # both compute in float32
 
 
 def test_mask_layout():

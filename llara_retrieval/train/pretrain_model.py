@@ -3,7 +3,8 @@
 One forward over ``prefix text ebae_suffix ebar_suffix`` with a 4-D mask in which the EBAR suffix sees
 the text and itself but not the EBAE suffix, and restarts its position ids right after the text: the
 two branches then get exactly the hidden states of two separate forwards. The LM head is applied only
-to the columns needed (16 special tokens, plus the text predictions when the LM weight is non-zero).
+to the 16 special columns; the next-token loss over the text (when its weight is non-zero) is computed
+from the final hidden states chunk by chunk, never holding full-vocabulary logits for the whole text.
 Attention kernels that cannot take a 4-D mask (flash attention, flex) use two forwards instead.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .linear_cross_entropy import linear_cross_entropy
 from .pretrain_data import EBAE, EBAR, PAD, SHARED
 
 MASK_4D_IMPLEMENTATIONS = ("eager", "sdpa")
@@ -96,11 +98,11 @@ class PretrainLoss:
     def __call__(self, model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         config = unwrap(model).config
         one = self.single_forward and supports_4d_mask(config)
-        lm_logits, ebae_logits, ebar_logits = (self._one_forward if one else self._two_forwards)(model, batch)
+        text_hidden, ebae_logits, ebar_logits = (self._one_forward if one else self._two_forwards)(model, batch)
         parts = {"ebae": bag_of_words_loss(ebae_logits, batch["summarize_targets"]),
                  "ebar": bag_of_words_loss(ebar_logits, batch["predict_targets"])}
-        if lm_logits is not None:
-            parts["lm"] = lm_loss(lm_logits, batch["lm_labels"])
+        if text_hidden is not None:
+            parts["lm"] = text_lm_loss(model, text_hidden, batch["lm_labels"])
         total = self.ebae_weight * parts["ebae"] + self.ebar_weight * parts["ebar"]
         if "lm" in parts and self.lm_weight:
             total = total + self.lm_weight * parts["lm"]
@@ -110,12 +112,12 @@ class PretrainLoss:
         config = unwrap(model).config
         dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
         mask = attention_masks(config, batch["segments"], batch["position_ids"], dtype)
-        lm_cols = batch.get("lm_columns")
-        cols = [c for c in (lm_cols, batch["ebae_columns"], batch["ebar_columns"]) if c is not None]
-        logits = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"],
-                       logits_to_keep=torch.cat(cols), use_cache=False).logits
-        return _split(logits, [None if lm_cols is None else len(lm_cols), len(batch["ebae_columns"]),
-                               len(batch["ebar_columns"])])
+        text = batch.get("lm_columns") is not None
+        out = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"],
+                    logits_to_keep=torch.cat([batch["ebae_columns"], batch["ebar_columns"]]),
+                    output_hidden_states=text, use_cache=False)
+        ebae_logits, ebar_logits = out.logits.split([len(batch["ebae_columns"]), len(batch["ebar_columns"])], dim=1)
+        return (out.hidden_states[-1][:, batch["lm_columns"]] if text else None), ebae_logits, ebar_logits
 
     def _two_forwards(self, model, batch):
         """Passage-side and query-side sequences (cut out of the combined one) with 2-D padding masks."""
@@ -123,22 +125,20 @@ class PretrainLoss:
         width = ids.shape[1]
         a_len, b_len = int((seg == EBAE).sum(1).max()), int((seg == EBAR).sum(1).max())
         query_cols = torch.cat([torch.arange(width - a_len - b_len), torch.arange(width - b_len, width)]).to(ids.device)
-        lm_cols = batch.get("lm_columns")
-        cols = [c for c in (lm_cols, batch["ebae_columns"]) if c is not None]
+        text = batch.get("lm_columns") is not None
         passage = model(input_ids=ids[:, :width - b_len], attention_mask=(seg[:, :width - b_len] != PAD).long(),
-                        position_ids=pos[:, :width - b_len], logits_to_keep=torch.cat(cols), use_cache=False).logits
+                        position_ids=pos[:, :width - b_len], logits_to_keep=batch["ebae_columns"],
+                        output_hidden_states=text, use_cache=False)
         query = model(input_ids=ids[:, query_cols], attention_mask=(seg[:, query_cols] != PAD).long(),
                       position_ids=pos[:, query_cols], logits_to_keep=batch["ebar_columns"] - a_len,
                       use_cache=False).logits
-        lm_logits, ebae_logits = _split(passage, [None if lm_cols is None else len(lm_cols),
-                                                  len(batch["ebae_columns"])])
-        return lm_logits, ebae_logits, query
+        return (passage.hidden_states[-1][:, batch["lm_columns"]] if text else None), passage.logits, query
 
 
-def _split(logits: torch.Tensor, sizes: list[int | None]) -> list[torch.Tensor | None]:
-    """Split kept-column logits into consecutive groups; ``None`` sizes give ``None``."""
-    out, start = [], 0
-    for size in sizes:
-        out.append(None if size is None else logits[:, start:start + size])
-        start += size or 0
-    return out
+def text_lm_loss(model: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The LM loss from final hidden states: chunked (no full logits) when the head is a plain linear map,
+    else through the head (bias, logit soft-capping, or weights sharded away by ZeRO-3)."""
+    head, config = unwrap(model).get_output_embeddings(), unwrap(model).config
+    if head.bias is None and head.weight.numel() and getattr(config, "final_logit_softcapping", None) is None:
+        return linear_cross_entropy(hidden, head.weight, labels)
+    return lm_loss(head(hidden), labels)
