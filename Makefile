@@ -6,7 +6,7 @@ SHARED ?= ../shared
 DATA ?= $(SHARED)/data
 ENCODER ?= encoders/llara-gemma3-270m.json
 
-.PHONY: install test demo bench-encode bench-train clean
+.PHONY: install test demo reproduce bench-encode bench-train clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ test:
 
 demo:
 	$(PY) -m llara_retrieval.beir --dataset $(DATA)/beir/scifact --encoder $(ENCODER) --output runs/demo --bm25 --hybrid --max-length 128
+
+# The LLaRA ablation; knobs: REPRO_MODEL, REPRO_OUT, REPRO_ARGS (any `python -m llara_retrieval.reproduce` flag).
+REPRO_MODEL ?= $(ENCODER)
+REPRO_OUT ?= runs/reproduce
+REPRO_ARGS ?=
+reproduce:
+	$(PY) -m llara_retrieval.reproduce --model $(REPRO_MODEL) --dataset $(DATA)/beir/scifact \
+		--pretrain-text $(DATA)/text/scifact_sentence_pairs.jsonl --output $(REPRO_OUT) $(REPRO_ARGS)
 
 bench-encode:
 	$(PY) benchmarks/bench_encode.py --corpus $(DATA)/beir/scifact/corpus.jsonl

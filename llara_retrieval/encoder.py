@@ -94,7 +94,8 @@ class LlaraEncoder:
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         show = len(ids) >= PROGRESS_MIN_TEXTS if show_progress_bar is None else show_progress_bar
-        with tqdm(total=len(ids), desc=f"encode {side}s", unit=side, disable=not show) as bar:
+        desc = "encode queries" if side == "query" else "encode passages"
+        with tqdm(total=len(ids), desc=desc, unit=side, disable=not show) as bar:
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
                 out[batch] = self.embed_ids([ids[i] for i in batch], side).cpu().numpy()

@@ -1,0 +1,54 @@
+"""``llara-reproduce`` / ``python -m llara_retrieval.reproduce``: every ``ReproduceConfig`` field is a flag."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from typing import Sequence
+
+from ..errors import LlaraError
+from .stages import ReproduceConfig
+
+PROG = "llara-reproduce"
+HELP = {
+    "model": "start model: encoder spec, HF/encoder dir, .gguf, hub id or 'default'",
+    "dataset": "BEIR folder with train and test qrels (corpus.jsonl, queries.jsonl, qrels/)",
+    "pretrain_text": "running text for pretraining (files accepted by `train prepare`)",
+    "output": "folder for runs, models, logs, results.md/png and commands.md (resumes a run already there)",
+    "train_split": "qrels split mined for fine-tuning",
+    "pretrain_args": "extra flags appended to the pretrain command (e.g. '--bf16 --gradient_checkpointing')",
+    "finetune_args": "extra flags appended to both finetune commands (e.g. '--bf16 --deepspeed configs/ds_zero1.json')",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="The LLaRA ablation end to end: BM25, zero-shot, pretrain, "
+                                "finetune, pretrain -> finetune and a hybrid, as TREC runs, a table, a chart and the "
+                                "exact commands. Rerun the same command to resume.")
+    for f in fields(ReproduceConfig):
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        kind = type(default[0]) if isinstance(default, list) else (str if default is None else type(default))
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default,
+                       nargs="+" if isinstance(default, list) else None, metavar=f.name.split("_")[-1].upper(),
+                       help=f"{HELP.get(f.name, f.name.replace('_', ' '))} (default: {default})")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = ReproduceConfig(**vars(parser().parse_args(argv)))
+    from .pipeline import reproduce
+
+    try:
+        table = reproduce(config)
+    except LlaraError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    print(table.read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Run the reproduction plan: one subprocess per stage, resumable, every command and wall time recorded.
+
+``<output>/reproduce.json`` records each finished stage (its command, seconds, finish time). A stage is
+skipped when its record holds the same command and nothing it depends on ran again; training stages
+pass ``--resume``, so an interrupted one continues from its last checkpoint, and evaluation reuses
+cached corpus embeddings chunk by chunk. The table, chart and command list are rewritten after each stage.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..errors import LlaraError
+from ..evaluation import atomic_write
+from .report import system_ndcg, write_report
+from .stages import DENSE_STAGES, ReproduceConfig, Stage, hybrid_stage, plan, runs_dir
+
+STATE = "reproduce.json"
+TOOL = "llara-reproduce"
+
+
+def _say(message: str) -> None:
+    print(f"{TOOL}: {message}", file=sys.stderr, flush=True)
+
+
+def load_state(output: Path) -> dict:
+    """The state of a previous run in ``output``; refuses a non-empty folder this tool did not create."""
+    path = output / STATE
+    if path.is_file():
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise LlaraError(f"{path}: not a {TOOL} state file ({exc})") from None
+        if state.get("tool") != TOOL:
+            raise LlaraError(f"{path}: not written by {TOOL}")
+        return state
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise LlaraError(f"{output}: exists and was not written by {TOOL} (choose another --output)")
+    return {"tool": TOOL, "stages": {}}
+
+
+def _save_state(output: Path, state: dict) -> None:
+    atomic_write(output / STATE, json.dumps(state, indent=1) + "\n")
+
+
+def _run_logged(argv: list[str], log: Path) -> int:
+    """Run ``argv``, copying its output (progress bars included) to the console and to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as sink, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        while chunk := proc.stdout.read1(4096):
+            sink.write(chunk)
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.flush()
+        return proc.wait()
+
+
+def _run_stage(stage: Stage, config: ReproduceConfig, state: dict, rerun: set[str], python: str) -> None:
+    output = Path(config.output)
+    record = state["stages"].get(stage.name)
+    command = stage.command()
+    if record and record["command"] == command and not rerun.intersection(stage.after):
+        _say(f"{stage.name}: done before ({record['seconds']:.0f} s), skipped")
+        return
+    if stage.output and (record or rerun.intersection(stage.after)):  # new settings or inputs: never resume old
+        shutil.rmtree(stage.output, ignore_errors=True)
+    state["stages"].pop(stage.name, None)
+    _save_state(output, state)
+    log = output / "logs" / f"{stage.name}.log"
+    _say(f"{stage.name}: {command}  (log: {log})")
+    start = time.perf_counter()
+    status = _run_logged([python, "-m", *stage.argv], log)
+    if status != 0:
+        raise LlaraError(f"stage {stage.name} failed with exit status {status} (log: {log}); "
+                         "fix the cause and run the same command again to resume")
+    seconds = round(time.perf_counter() - start, 1)
+    state["stages"][stage.name] = {"command": command, "seconds": seconds, "system": stage.system,
+                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    _save_state(output, state)
+    rerun.add(stage.name)
+    _say(f"{stage.name}: finished in {seconds:.0f} s")
+
+
+def best_dense_encoder(config: ReproduceConfig, stages: list[Stage]) -> str:
+    """The dense system with the highest nDCG@10 (on the evaluation split: an optimistic, test-set choice)."""
+    dense = [s for s in stages if s.name in DENSE_STAGES]
+    scores = {s: system_ndcg(runs_dir(config), config.dataset, config.eval_split, s.system) for s in dense}
+    best = max(dense, key=lambda s: scores[s])
+    return best.argv[best.argv.index("--encoder") + 1]
+
+
+def reproduce(config: ReproduceConfig, python: str | None = None) -> Path:
+    """Run (or resume) every stage, then write the report; returns ``<output>/results.md``."""
+    output = Path(config.output)
+    state = load_state(output)
+    output.mkdir(parents=True, exist_ok=True)
+    state["config"] = config.to_dict()
+    stages = plan(config)
+    rerun: set[str] = set()
+    python = python or sys.executable
+    for stage in stages:
+        _run_stage(stage, config, state, rerun, python)
+        write_report(config, state)
+    stage = hybrid_stage(config, best_dense_encoder(config, stages))
+    _run_stage(stage, config, state, rerun, python)
+    total = sum(r["seconds"] for r in state["stages"].values())
+    state["total_seconds"] = round(total, 1)
+    _save_state(output, state)
+    return write_report(config, state)
