@@ -64,6 +64,7 @@ setup(
             "llara-merge=llara_retrieval.merge:main",
             "llara-beir=llara_retrieval.beir.__main__:main",
             "llara-train=llara_retrieval.train.__main__:main",
+            "llara-reproduce=llara_retrieval.reproduce.__main__:main",
         ],
     },
 )
