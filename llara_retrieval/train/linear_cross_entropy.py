@@ -35,12 +35,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if grad_weight is not None:
                 grad_weight.addmm_(grad_logits.T, h)
         ctx.weight_dtype = weight.dtype
-        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.grads = grad_hidden, grad_weight  # intermediates, not inputs/outputs: kept on ctx, dropped in backward
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor):
-        grad_hidden, grad_weight = ctx.saved_tensors  # scaled in place: a [V, d] copy would double the peak
+        # Scaled in place and released from ctx, so autograd can add the embedding's gradient of a tied
+        # weight into this buffer instead of allocating a third vocabulary-sized tensor.
+        grad_hidden, grad_weight = ctx.grads
+        del ctx.grads
         if grad_hidden is not None:
             grad_hidden.mul_(grad_loss.to(grad_hidden.dtype))
         if grad_weight is not None:
