@@ -223,8 +223,10 @@ def test_index_dimension_mismatch_is_a_clear_error(work, tmp_path):
 def test_interrupted_encode_leaves_nothing_that_looks_finished(work, cranfield_dir):
     root = work["root"]
     out = root / "interrupted"
-    proc = subprocess.Popen([PY, "-m", "llara_retrieval.encode",
-                             *encode_args(cranfield_dir / "corpus.jsonl", out, work["encoder_dir"])],
+    docs = [json.loads(line) for line in (cranfield_dir / "corpus.jsonl").read_text().splitlines()]
+    corpus = root / "cranfield-x20.jsonl"  # long enough (about a minute) that the interrupt lands mid-encode
+    corpus.write_text("".join(json.dumps({**d, "_id": f"{d['_id']}-{k}"}) + "\n" for k in range(20) for d in docs))
+    proc = subprocess.Popen([PY, "-m", "llara_retrieval.encode", *encode_args(corpus, out, work["encoder_dir"])],
                             env=work["env"], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list(root.glob(".interrupted.partial-*")) and proc.poll() is None and time.time() < deadline:
