@@ -2,6 +2,7 @@
 (Pyserini BM25, both trainers, BEIR evaluation, fusion). Checks the table against pytrec_eval on the run
 files, the choice of the hybrid's dense run, and resuming: after a failure, unchanged, and with a new knob."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,11 @@ def test_miniature_pipeline_table_and_resume(tiny_model_dir, cranfield_dir, pair
         delta = (records[systems[int(row) - 1]]["metrics"]["nDCG@10"]
                  - records[systems[int(base) - 1]]["metrics"]["nDCG@10"])
         assert rows[row][3] == f"{delta:+.4f}"
+    targets = [line for line in table.splitlines() if line.startswith("- ") and " vs " in line]
+    assert len(targets) == 7
+    for line in targets:  # every verdict follows from the two figures it quotes
+        a, b = map(float, re.findall(r"(\d\.\d{4}) vs (\d\.\d{4})", line)[0])
+        assert a == b or line.endswith(", met") == (a > b)  # equal when rounded: either verdict
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     commands = (out / "commands.md").read_text()
     assert all(f"## {stage} (" in commands for stage in ALL)
