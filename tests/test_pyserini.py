@@ -226,8 +226,11 @@ def test_interrupted_encode_leaves_nothing_that_looks_finished(work, cranfield_d
     docs = [json.loads(line) for line in (cranfield_dir / "corpus.jsonl").read_text().splitlines()]
     corpus = root / "cranfield-x20.jsonl"  # long enough (about a minute) that the interrupt lands mid-encode
     corpus.write_text("".join(json.dumps({**d, "_id": f"{d['_id']}-{k}"}) + "\n" for k in range(20) for d in docs))
+    # Default SIGINT in the child: in the full suite SIGINT is ignored in the test process by then (seen in
+    # CI), children inherit that, and Python then installs no KeyboardInterrupt handler at all.
     proc = subprocess.Popen([PY, "-m", "llara_retrieval.encode", *encode_args(corpus, out, work["encoder_dir"])],
-                            env=work["env"], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=work["env"], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not list(root.glob(".interrupted.partial-*")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
