@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Sequence
 
 from ..errors import LlaraError
@@ -26,11 +26,13 @@ def parser() -> argparse.ArgumentParser:
                                 "finetune, pretrain -> finetune and a hybrid, as TREC runs, a table, a chart and the "
                                 "exact commands. Rerun the same command to resume.")
     for f in fields(ReproduceConfig):
-        default = f.default_factory() if callable(f.default_factory) else f.default
-        kind = type(default[0]) if isinstance(default, list) else (str if default is None else type(default))
-        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default,
-                       nargs="+" if isinstance(default, list) else None, metavar=f.name.split("_")[-1].upper(),
-                       help=f"{HELP.get(f.name, f.name.replace('_', ' '))} (default: {default})")
+        required = f.default is MISSING
+        default = None if required else f.default
+        listed = f.type.startswith("list")
+        kind = str if default is None or listed else type(default)
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default, required=required,
+                       nargs="+" if listed else None, metavar=f.name.split("_")[-1].upper(),
+                       help=HELP.get(f.name, f.name.replace("_", " ")) + ("" if required else f" (default: {default})"))
     return p
 
 

@@ -17,13 +17,14 @@ from pathlib import Path
 from ..beir.model import encoder_name
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ReproduceConfig:
-    """Knobs of ``make reproduce``; the defaults fit the embedded model on a 2-core CPU in under 3 hours."""
+    """Knobs of ``make reproduce``; the defaults fit the embedded model on a 2-core CPU in under 3 hours.
+    The data paths have no default: the Makefile names them."""
 
+    dataset: str
+    pretrain_text: list[str]
     model: str = "encoders/llara-gemma3-270m.json"
-    dataset: str = "../shared/data/beir/scifact"
-    pretrain_text: list[str] = field(default_factory=lambda: ["../shared/data/text/scifact_sentence_pairs.jsonl"])
     output: str = "runs/reproduce"
     train_split: str = "train"
     eval_split: str = "test"
