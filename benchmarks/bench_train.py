@@ -1,7 +1,8 @@
 """Pretraining step time and peak memory: our step vs a reference-style step, same model, same batch.
 
-- ours: one forward over the combined sequence (4-D mask, shared position ids), LM head only at the
-  16 special columns, the text's next-token loss chunked from the hidden states (no full logits);
+- ours (``PretrainLoss``): one forward over the combined sequence (4-D mask, shared position ids), then
+  the LM head only at the 16 special columns and the text, chunk by chunk from the final hidden states,
+  with one vocabulary-sized gradient for the tied head/embedding weight (``train/head_losses.py``);
 - reference-style (as the public LLaRA code): two forwards (passage side, query side) with
   full-vocabulary logits at every position, the same losses taken from them.
 

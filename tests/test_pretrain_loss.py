@@ -11,8 +11,10 @@ from llara_retrieval.loading import load_model, resolve_spec
 from llara_retrieval.prompts import PromptTokenizer
 from llara_retrieval.train.pretrain_data import (EBAE, EBAR, PAD, SHARED, PretrainCollator, PretrainDataset,
                                                  excluded_target_ids, read_pretrain_records)
-from llara_retrieval.train import linear_cross_entropy as lce
-from llara_retrieval.train.pretrain_model import PretrainLoss, allowed_attention, attention_masks, lm_loss
+from llara_retrieval.train import head_losses as head_losses_module
+from llara_retrieval.train.head_losses import BagOfWordsTerm, HeadTerm, NextTokenTerm, bag_of_words_share
+from llara_retrieval.train.pretrain_model import (PretrainLoss, allowed_attention, attention_masks, bag_of_words_loss,
+                                                 lm_loss, lm_token_weights)
 
 
 @pytest.fixture(scope="module")
@@ -93,21 +95,91 @@ def test_loss_matches_hand_computation(tiny_model_dir, data_file):
 
 
 @pytest.mark.parametrize("frozen_head", [False, True])
-def test_chunked_lm_loss_equals_full_logits(monkeypatch, frozen_head):
-    """Loss and gradients (hidden states, head weight) of the chunked loss == cross-entropy on full logits."""
-    monkeypatch.setattr(lce, "CHUNK_ELEMENTS", 2 * 50)  # 2 rows per chunk: many chunks, a ragged last one
+@pytest.mark.parametrize("head_kind", ["plain", "softcap", "bias"])
+def test_head_losses_equal_full_logits(monkeypatch, frozen_head, head_kind):
+    """Losses and gradients (hidden states, head weight) of the chunked head losses == a hand computation
+    on full logits; a head with a bias goes the unchunked way, to the same result."""
+    monkeypatch.setattr(head_losses_module, "CHUNK_ELEMENTS", 6 * 50)  # 6 text rows, 1 special row per chunk
     gen = torch.Generator().manual_seed(0)
-    hidden = torch.randn(4, 7, 16, generator=gen, dtype=torch.float64).requires_grad_()
-    weight = torch.randn(50, 16, generator=gen, dtype=torch.float64).requires_grad_(not frozen_head)
+    head = torch.nn.Linear(16, 50, bias=head_kind == "bias", dtype=torch.float64).requires_grad_(not frozen_head)
+    cap = 3.0 if head_kind == "softcap" else None
+    text = torch.randn(4, 7, 16, generator=gen, dtype=torch.float64).requires_grad_()
+    special = torch.randn(3, 5, 16, generator=gen, dtype=torch.float64)
+    special[0, 3] = special[0, 1]  # tied maxima: amax shares the gradient between the two positions
+    special.requires_grad_()
     labels = torch.randint(0, 50, (4, 7), generator=gen)
     labels[0, 5:] = -100
     labels[2] = -100  # a row without text tokens does not count
-    got = lce.linear_cross_entropy(hidden, weight, labels)
-    want = lm_loss(hidden @ weight.T, labels)
+    targets = torch.stack([torch.randperm(50, generator=gen)[:6] for _ in range(3)])  # distinct ids per row
+    targets[1, 2:] = -1
+    targets[2] = -1  # a row without targets does not count
+    valid = labels != -100
+    terms = [NextTokenTerm(text[valid], labels[valid], lm_token_weights(labels)[valid], 0.7),
+             BagOfWordsTerm(special, targets, 0.2)]
+    got, got_parts = head_losses_module.head_losses(head, cap, terms)
+
+    def logits(hidden):
+        raw = head(hidden)
+        return raw if cap is None else cap * torch.tanh(raw / cap)
+
+    lm = torch.stack([-torch.log_softmax(logits(text[i]), -1)[valid[i]].gather(1, labels[i, valid[i], None]).mean()
+                      for i in (0, 1, 3)]).mean()
+    bow = torch.stack([-torch.log_softmax(logits(special[i]).amax(dim=0), -1)[targets[i][targets[i] >= 0]].mean()
+                       for i in (0, 1)]).mean()  # max-pool over the k positions, then log-softmax
+    want = 0.7 * lm + 0.2 * bow
+    torch.testing.assert_close(got_parts, torch.stack([lm, bow]).float())
     torch.testing.assert_close(got, want.float())
-    params = [hidden] + ([] if frozen_head else [weight])
+    params = [text, special] + ([] if frozen_head else list(head.parameters()))
     for g, w in zip(torch.autograd.grad(3.0 * got, params), torch.autograd.grad(3.0 * want, params)):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)  # both compute in float32
+
+
+def test_head_losses_stay_float32_under_bf16_autocast():
+    """``--bf16`` training runs the model under autocast; the head losses still compute in float32."""
+    gen = torch.Generator().manual_seed(1)
+    head = torch.nn.Linear(16, 50, bias=False)
+    hidden = torch.randn(3, 5, 16, generator=gen).requires_grad_()
+    targets = torch.stack([torch.randperm(50, generator=gen)[:6] for _ in range(3)])
+    term = HeadTerm(hidden, lambda logits, rows: bag_of_words_share(logits, targets[rows], 3))
+    results = []
+    for autocast in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss, _ = head_losses_module.head_losses(head, None, [term])
+        results.append((loss, *torch.autograd.grad(loss, [hidden, head.weight])))
+    for plain, autocast in zip(*results):
+        assert autocast.dtype == torch.float32
+        torch.testing.assert_close(autocast, plain)
+
+
+@pytest.mark.parametrize("single_forward", [True, False])
+def test_step_gradients_equal_plain_autograd(family_model, data_file, single_forward):
+    """Every parameter's gradient of our step (chunked head, sparse gradient for a tied embedding) ==
+    plain autograd through the model's own full-logit forwards; the weight's gradient stays dense."""
+    model, tokenizer, spec = family_model
+    model.set_attn_implementation("sdpa")
+    _, batch, _ = make_batch(tokenizer, spec, data_file)
+    embedding = model.get_input_embeddings()
+    model.zero_grad(set_to_none=True)
+    PretrainLoss(0.3, 0.2, 0.5, single_forward=single_forward)(model, batch)["loss"].backward()
+    ours = {name: p.grad.clone() for name, p in model.named_parameters()}
+    assert not embedding.sparse and not any(g.is_sparse for g in ours.values())
+
+    model.zero_grad(set_to_none=True)
+    ids, pos, seg = batch["input_ids"], batch["position_ids"], batch["segments"]
+    width, b_len = ids.shape[1], int((seg == EBAR).sum(1).max())
+    a_len = int((seg == EBAE).sum(1).max())
+    query_cols = list(range(width - a_len - b_len)) + list(range(width - b_len, width))
+    passage = model(input_ids=ids[:, :width - b_len], attention_mask=(seg[:, :width - b_len] != PAD).long(),
+                    position_ids=pos[:, :width - b_len]).logits
+    query = model(input_ids=ids[:, query_cols], attention_mask=(seg[:, query_cols] != PAD).long(),
+                  position_ids=pos[:, query_cols]).logits
+    want = (0.5 * lm_loss(passage[:, batch["lm_columns"]], batch["lm_labels"])
+            + 0.3 * bag_of_words_loss(passage[:, batch["ebae_columns"]], batch["summarize_targets"])
+            + 0.2 * bag_of_words_loss(query[:, batch["ebar_columns"] - a_len], batch["predict_targets"]))
+    want.backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(ours[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
+    model.zero_grad(set_to_none=True)
 
 
 def test_mask_layout():

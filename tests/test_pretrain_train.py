@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import cranfield_texts, write_pretrain_data
+from tiny import build_tiny_model, cranfield_texts, write_pretrain_data
 from transformers import TrainerCallback
 
 from llara_retrieval.encoder import LlaraEncoder
@@ -103,12 +103,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_torchrun_two_processes_match_one(tmp_path, tiny_model_dir, data_file):
+@pytest.mark.parametrize("family", ["llama", "qwen2"])  # untied; tied (the embedding's gradient is sparse)
+def test_torchrun_two_processes_match_one(tmp_path, tiny_model_dir, data_file, family):
+    model = tiny_model_dir if family == "llama" else build_tiny_model(tmp_path / "model", family)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     common = ["--max_steps", "3", "--save_strategy", "no", "--use_cpu", "true"]
-    single = cli(tiny_model_dir, data_file, tmp_path / "single", *common)
+    single = cli(model, data_file, tmp_path / "single", *common)
     single[single.index("--per_device_train_batch_size") + 1] = "4"
-    two = cli(tiny_model_dir, data_file, tmp_path / "two", *common, "--ddp_backend", "gloo")
+    two = cli(model, data_file, tmp_path / "two", *common, "--ddp_backend", "gloo")
     module = [sys.executable, "-m"]
     subprocess.run(module + ["llara_retrieval.train", "pretrain", *single], check=True, env=env, cwd=ROOT,
                    capture_output=True)

@@ -3,8 +3,8 @@
 One forward over ``prefix text ebae_suffix ebar_suffix`` with a 4-D mask in which the EBAR suffix sees
 the text and itself but not the EBAE suffix, and restarts its position ids right after the text: the
 two branches then get exactly the hidden states of two separate forwards. The LM head is applied only
-to the 16 special columns; the next-token loss over the text (when its weight is non-zero) is computed
-from the final hidden states chunk by chunk, never holding full-vocabulary logits for the whole text.
+to the 16 special columns (and, when the LM weight is non-zero, to the text for the next-token loss),
+chunk by chunk from the final hidden states (``head_losses``), never holding full-vocabulary logits.
 Attention kernels that cannot take a 4-D mask (flash attention, flex) use two forwards instead.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from .linear_cross_entropy import linear_cross_entropy
+from .head_losses import (BagOfWordsTerm, NextTokenTerm, bag_of_words_share, head_losses, tied_embedding_gradient,
+                          weighted_nll)
 from .pretrain_data import EBAE, EBAR, PAD, SHARED
 
 MASK_4D_IMPLEMENTATIONS = ("eager", "sdpa")
@@ -67,28 +67,32 @@ def attention_masks(config, segments: torch.Tensor, positions: torch.Tensor, dty
 
 
 def bag_of_words_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Max-pool ``[n, k, V]`` logits over the k positions, log-softmax, mean ``-log p`` over each row's
-    distinct targets (``-1`` = none); the mean over rows that have targets."""
-    logp = torch.log_softmax(logits.float().amax(dim=1), dim=-1)
-    present = targets >= 0
-    picked = logp.gather(1, targets.clamp(min=0)) * present
-    per_row = -picked.sum(1) / present.sum(1).clamp(min=1)
-    rows = present.any(1)
-    return per_row[rows].mean() if bool(rows.any()) else logits.sum() * 0.0
+    """The EBAE/EBAR loss of full ``[n, k, V]`` logits: the mean over rows that have targets."""
+    return bag_of_words_share(logits, targets, int((targets >= 0).any(1).sum()))
+
+
+def lm_token_weights(labels: torch.Tensor) -> torch.Tensor:
+    """Per-token weights of the next-token loss: each row's text tokens average, then the rows that have
+    any (so the loss does not depend on how a global batch is split between devices)."""
+    valid = labels != -100
+    counts = valid.sum(1, keepdim=True)
+    return valid / (counts.clamp(min=1) * (counts > 0).sum().clamp(min=1))
 
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy, averaged over each row's text tokens, then over rows (so the loss does
-    not depend on how a global batch is split between devices)."""
-    nll = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
-    counts = (labels != -100).sum(1)
-    rows = counts > 0
-    return (nll.sum(1)[rows] / counts[rows]).mean() if bool(rows.any()) else logits.sum() * 0.0
+    """Next-token cross-entropy of full ``[n, k, V]`` logits against ``labels [n, k]`` (``-100`` = none)."""
+    valid = labels != -100
+    return weighted_nll(logits[valid], labels[valid], lm_token_weights(labels)[valid])
 
 
 @dataclass
 class PretrainLoss:
-    """``loss = lm_weight * L_LM + ebae_weight * L_EBAE + ebar_weight * L_EBAR`` (reference: 1, .05, .05)."""
+    """``loss = lm_weight * L_LM + ebae_weight * L_EBAE + ebar_weight * L_EBAR`` (reference: 1, .05, .05).
+
+    The forward pass yields final hidden states at the special (and text) columns only; the LM head and
+    the three losses are then taken chunk by chunk (``head_losses``), and a tied input embedding keeps a
+    sparse gradient, so a step holds one vocabulary-sized gradient instead of one per use of the weight.
+    """
 
     ebae_weight: float = 0.05
     ebar_weight: float = 0.05
@@ -96,28 +100,34 @@ class PretrainLoss:
     single_forward: bool = True
 
     def __call__(self, model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-        config = unwrap(model).config
-        one = self.single_forward and supports_4d_mask(config)
-        text_hidden, ebae_logits, ebar_logits = (self._one_forward if one else self._two_forwards)(model, batch)
-        parts = {"ebae": bag_of_words_loss(ebae_logits, batch["summarize_targets"]),
-                 "ebar": bag_of_words_loss(ebar_logits, batch["predict_targets"])}
-        if text_hidden is not None:
-            parts["lm"] = text_lm_loss(model, text_hidden, batch["lm_labels"])
-        total = self.ebae_weight * parts["ebae"] + self.ebar_weight * parts["ebar"]
-        if "lm" in parts and self.lm_weight:
-            total = total + self.lm_weight * parts["lm"]
-        return {"loss": total, **parts}
+        inner = unwrap(model)
+        forward = self._one_forward if self.single_forward and supports_4d_mask(inner.config) else self._two_forwards
+        with tied_embedding_gradient(inner) as tied:
+            text, ebae, ebar = forward(model, batch)
+        terms = {"ebae": BagOfWordsTerm(ebae, batch["summarize_targets"], self.ebae_weight),
+                 "ebar": BagOfWordsTerm(ebar, batch["predict_targets"], self.ebar_weight)}
+        if text is not None:
+            labels = batch["lm_labels"]
+            valid = labels != -100
+            terms["lm"] = NextTokenTerm(text[valid], labels[valid], lm_token_weights(labels)[valid], self.lm_weight)
+        softcap = getattr(inner.config, "final_logit_softcapping", None)
+        total, values = head_losses(inner.get_output_embeddings(), softcap, list(terms.values()), tied)
+        return {"loss": total, **dict(zip(terms, values))}
+
+    @staticmethod
+    def _final_hidden(model, **inputs) -> torch.Tensor:
+        """Final (normed) hidden states; the head is skipped (an empty ``logits_to_keep``)."""
+        keep = torch.zeros(0, dtype=torch.long, device=inputs["input_ids"].device)
+        return model(**inputs, logits_to_keep=keep, output_hidden_states=True, use_cache=False).hidden_states[-1]
 
     def _one_forward(self, model, batch):
         config = unwrap(model).config
         dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
         mask = attention_masks(config, batch["segments"], batch["position_ids"], dtype)
-        text = batch.get("lm_columns") is not None
-        out = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"],
-                    logits_to_keep=torch.cat([batch["ebae_columns"], batch["ebar_columns"]]),
-                    output_hidden_states=text, use_cache=False)
-        ebae_logits, ebar_logits = out.logits.split([len(batch["ebae_columns"]), len(batch["ebar_columns"])], dim=1)
-        return (out.hidden_states[-1][:, batch["lm_columns"]] if text else None), ebae_logits, ebar_logits
+        hidden = self._final_hidden(model, input_ids=batch["input_ids"], attention_mask=mask,
+                                    position_ids=batch["position_ids"])
+        text = hidden[:, batch["lm_columns"]] if batch.get("lm_columns") is not None else None
+        return text, hidden[:, batch["ebae_columns"]], hidden[:, batch["ebar_columns"]]
 
     def _two_forwards(self, model, batch):
         """Passage-side and query-side sequences (cut out of the combined one) with 2-D padding masks."""
@@ -125,20 +135,10 @@ class PretrainLoss:
         width = ids.shape[1]
         a_len, b_len = int((seg == EBAE).sum(1).max()), int((seg == EBAR).sum(1).max())
         query_cols = torch.cat([torch.arange(width - a_len - b_len), torch.arange(width - b_len, width)]).to(ids.device)
-        text = batch.get("lm_columns") is not None
-        passage = model(input_ids=ids[:, :width - b_len], attention_mask=(seg[:, :width - b_len] != PAD).long(),
-                        position_ids=pos[:, :width - b_len], logits_to_keep=batch["ebae_columns"],
-                        output_hidden_states=text, use_cache=False)
-        query = model(input_ids=ids[:, query_cols], attention_mask=(seg[:, query_cols] != PAD).long(),
-                      position_ids=pos[:, query_cols], logits_to_keep=batch["ebar_columns"] - a_len,
-                      use_cache=False).logits
-        return (passage.hidden_states[-1][:, batch["lm_columns"]] if text else None), passage.logits, query
-
-
-def text_lm_loss(model: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The LM loss from final hidden states: chunked (no full logits) when the head is a plain linear map,
-    else through the head (bias, logit soft-capping, or weights sharded away by ZeRO-3)."""
-    head, config = unwrap(model).get_output_embeddings(), unwrap(model).config
-    if head.bias is None and head.weight.numel() and getattr(config, "final_logit_softcapping", None) is None:
-        return linear_cross_entropy(hidden, head.weight, labels)
-    return lm_loss(head(hidden), labels)
+        passage = self._final_hidden(model, input_ids=ids[:, :width - b_len],
+                                     attention_mask=(seg[:, :width - b_len] != PAD).long(),
+                                     position_ids=pos[:, :width - b_len])
+        query = self._final_hidden(model, input_ids=ids[:, query_cols],
+                                   attention_mask=(seg[:, query_cols] != PAD).long(), position_ids=pos[:, query_cols])
+        text = passage[:, batch["lm_columns"]] if batch.get("lm_columns") is not None else None
+        return text, passage[:, batch["ebae_columns"]], query[:, batch["ebar_columns"] - a_len]
