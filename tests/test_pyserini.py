@@ -128,7 +128,7 @@ def test_named_topics_offline_and_default_run_name(work, index_dir):
     assert meta["qrels"].endswith("qrels.beir-v1.0.0-scifact.test.txt") and "nDCG@10" in meta["metrics"]
     again = run(["-m", "llara_retrieval.search", "--index", str(index_dir), "--topics", "beir-v1.0.0-scifact-test",
                  "--encoder", str(work["encoder_dir"])], work["env"], work["root"])
-    assert again.returncode == 2 and "--overwrite" in again.stderr  # never overwrites silently
+    assert again.returncode == 1 and "--overwrite" in again.stderr  # never overwrites silently
 
 
 def test_faiss_searcher_from_python_scores_are_dot_products(work, index_dir, capsys):
@@ -186,7 +186,7 @@ def test_sharded_encode_on_two_processes_then_merge(work, index_dir):
     scores, rows = search_index(hnsw, vectors[:3], k=1, ef_search=64)
     assert list(rows[:, 0]) == [0, 1, 2]
     again = run(["-m", "llara_retrieval.merge", "--shards", *map(str, shards), "--output", str(merged)], env, root)
-    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert again.returncode == 1 and "--overwrite" in again.stderr
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -201,7 +201,7 @@ def test_bad_corpus_is_a_one_line_error(work, content, expected):
     out = work["root"] / "bad-out"
     proc = run(["-m", "pyserini.encode", *encode_args(corpus, out, work["encoder_dir"])], work["env"], work["root"])
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
-    assert proc.returncode == 2 and len(errors) == 1 and re.search(expected, errors[0]), proc.stderr
+    assert proc.returncode == 1 and len(errors) == 1 and re.search(expected, errors[0]), proc.stderr
     assert "Traceback" not in proc.stderr and finished_files(out) == []
 
 

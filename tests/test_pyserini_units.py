@@ -88,10 +88,10 @@ def test_pyserini_only_flags_are_refused_or_ignored(tmp_path, capsys):
     from llara_retrieval import search
 
     base = ["--index", str(tmp_path / "none"), "--topics", "t.tsv", "--encoder", "x.json"]
-    assert search.main(base + ["--prf-depth", "3"]) == 2
+    assert search.main(base + ["--prf-depth", "3"]) == 1
     assert capsys.readouterr().err.strip() == \
         "llara_retrieval.search: error: --prf-depth is not supported with a LLaRA encoder"
-    assert search.main(base + ["--pooling", "mean", "--l2-norm", "--encoder-class", "auto"]) == 2
+    assert search.main(base + ["--pooling", "mean", "--l2-norm", "--encoder-class", "auto"]) == 1
     err = capsys.readouterr().err
     assert "ignoring --pooling, --l2-norm" in err and "--encoder-class auto ignored" in err
     assert err.strip().splitlines()[-1].endswith("not a Faiss index dir (no 'index' file)")

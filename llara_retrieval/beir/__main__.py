@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from typing import Sequence
 
-from ..errors import LlaraError
+from ..cli_runner import run_cli
 from ..fusion import DENSE_WEIGHT, RRF_K
 
 PROG = "llara-beir"
@@ -42,28 +41,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"{PROG}: warning: {message}", file=file or sys.stderr, flush=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    warnings.showwarning = _one_line_warning
     from .run import run_beir
 
-    try:
+    def body() -> None:
         run_beir(args.dataset, args.encoder, args.output, split=args.split, bm25=args.bm25, hybrid=args.hybrid,
                  top_k=args.top_k, batch_size=args.batch_size, max_length=args.max_length,
                  query_max_length=args.query_max_length, hybrid_weight=args.hybrid_weight, rrf_k=args.rrf_k,
                  cache_dir=args.cache_dir, device=args.device, dtype=args.dtype, chunk_size=args.chunk_size,
                  threads=args.threads, overwrite=args.overwrite, show_progress_bar=not args.quiet)
-    except LlaraError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; finished embedding chunks are cached, rerun to resume", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_cli(PROG, body, interrupted="finished embedding chunks are cached, rerun to resume")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import sys
 from dataclasses import MISSING, fields
 from typing import Sequence
 
-from ..errors import LlaraError
+from ..cli_runner import run_cli
 from .stages import ReproduceConfig
 
 PROG = "llara-reproduce"
@@ -40,16 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = ReproduceConfig(**vars(parser().parse_args(argv)))
     from .pipeline import reproduce
 
-    try:
-        table = reproduce(config)
-    except LlaraError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    print(table.read_text(encoding="utf-8"))
-    return 0
+    def body() -> None:
+        print(reproduce(config).read_text(encoding="utf-8"))
+
+    return run_cli(PROG, body, interrupted="run the same command again to resume")
 
 
 if __name__ == "__main__":

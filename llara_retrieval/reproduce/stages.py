@@ -11,7 +11,7 @@ stages it depends on; ``plan(config)`` lists them in run order. The evaluated sy
 from __future__ import annotations
 
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..beir.model import encoder_name

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from collections import defaultdict
 from dataclasses import replace
@@ -36,6 +35,7 @@ import torch
 from transformers import HfArgumentParser, Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..cli_runner import run_cli
 from ..devices import DTYPES, dtype_name, resolve_dtype
 from ..encoder import LlaraEncoder
 from ..errors import LlaraError
@@ -266,14 +266,8 @@ def _save_adapter(model, spec: EncoderSpec, path: Path, provenance: dict, dtype:
 
 def cli_main(stage: str, dataclass_types: tuple, run: Callable, argv: Sequence[str] | None = None,
              callbacks: Sequence[TrainerCallback] = ()) -> int:
-    """Parse ``argv`` into ``dataclass_types`` and call ``run(*parsed, callbacks=callbacks)``; a
-    ``LlaraError`` becomes ``<stage>: error: ...`` on stderr and exit status 1."""
+    """Parse ``argv`` into ``dataclass_types`` and call ``run(*parsed, callbacks=callbacks)`` (``run_cli``)."""
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     parser = HfArgumentParser(dataclass_types, prog=f"python -m llara_retrieval.train {stage}")
     parsed = parser.parse_args_into_dataclasses(args=list(argv) if argv is not None else None)
-    try:
-        run(*parsed, callbacks=callbacks)
-    except LlaraError as exc:
-        print(f"{stage}: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(stage, lambda: run(*parsed, callbacks=callbacks))  # training itself says how to --resume

@@ -12,10 +12,10 @@ import argparse
 import json
 import random
 import sys
-import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from ..cli_runner import run_cli
 from ..errors import LlaraError
 from ..evaluation import atomic_write
 
@@ -46,15 +46,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    warnings.showwarning = lambda message, *a, **k: print(f"mine: warning: {message}", file=sys.stderr)
-    try:
+
+    def body() -> None:
         stats = mine(args)
-    except LlaraError as exc:
-        print(f"mine: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"mine: wrote {stats['records']} records to {args.output} (mean {stats['mean_negatives']:.1f} "
-          f"negatives; {stats['skipped']} queries skipped: no positive in the corpus)", file=sys.stderr)
-    return 0
+        print(f"mine: wrote {stats['records']} records to {args.output} (mean {stats['mean_negatives']:.1f} "
+              f"negatives; {stats['skipped']} queries skipped: no positive in the corpus)", file=sys.stderr)
+
+    return run_cli("mine", body)
 
 
 def mine(args: argparse.Namespace) -> dict:

@@ -23,6 +23,7 @@ from typing import Iterable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
+from ..cli_runner import run_cli
 from ..errors import LlaraError, at
 from ..jsonl import read_jsonl
 from ..loading import resolve_spec
@@ -127,13 +128,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        count = prepare(args)
-    except LlaraError as exc:
-        print(f"prepare: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"prepare: wrote {count} records to {args.output}", file=sys.stderr)
-    return 0
+
+    def body() -> None:
+        print(f"prepare: wrote {prepare(args)} records to {args.output}", file=sys.stderr)
+
+    return run_cli("prepare", body)
 
 
 def prepare(args: argparse.Namespace) -> int:
