@@ -6,13 +6,15 @@
 - reference-style (as the public LLaRA code): two forwards (passage side, query side) with
   full-vocabulary logits at every position, the same losses taken from them.
 
-Each mode runs in its own subprocess (so peak RSS is its own): load the model, build the batch, run
+Each mode runs in its own subprocess (so peak memory is its own): load the model, build the batch, run
 ``--warmup`` + ``--steps`` training steps (forward, backward, SGD step); report the median step time,
-the step's peak memory (VmHWM above the RSS of weights + gradient buffers, measured after the warm-up
-step with the peak reset; large blocks are mmapped so freed memory leaves RSS) and the process's
-total peak RSS, plus the loss of the first step (must agree between the modes).
+the step's peak memory above the resident weights + gradient buffers, measured after the warm-up step
+with the peak reset (CPU: VmHWM above VmRSS, large blocks mmapped so freed memory leaves RSS; CUDA:
+the allocator's peak above its allocated bytes), the process's total peak, and the loss of the first
+step (must agree between the modes).
 
     python benchmarks/bench_train.py [--model default] [--batch 4] [--max_length 128] [--steps 3]
+                                     [--device cpu|cuda] [--dtype float32|bfloat16] [--data F.jsonl]
 """
 from __future__ import annotations
 
@@ -30,6 +32,34 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "text" / "wikitext2_paragraphs.jsonl"
 
 
+class Memory:
+    """Resident and peak memory of this process (CPU) or of the CUDA allocator, in MB."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+
+    def resident(self) -> float:
+        import torch
+
+        return torch.cuda.memory_allocated() / 2**20 if self.cuda else rss_mb("VmRSS")
+
+    def peak(self) -> float:
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20 if self.cuda else rss_mb("VmHWM")
+
+    def reset_peak(self) -> None:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats() if self.cuda else reset_peak()
+
+    def sync(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+
+
 def rss_mb(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -43,7 +73,7 @@ def build_batch(args, tokenizer, spec):
     from llara_retrieval.train.pretrain_data import PretrainCollator, PretrainExample, excluded_target_ids
 
     pt = PromptTokenizer(tokenizer, spec.prompts)
-    texts = [json.loads(line)["text"] for line in DATA.open(encoding="utf-8")][:200]
+    texts = [json.loads(line)["text"] for line in Path(args.data).open(encoding="utf-8")][:200]
     chunks = [c for t in texts for c in Chunker(tokenizer, args.max_length).chunks(t)][:args.batch + 1]
     excluded = excluded_target_ids(tokenizer, pt, None)
     collator = PretrainCollator(pt, tokenizer.pad_token_id)
@@ -77,10 +107,11 @@ def child(args) -> None:
 
     torch.manual_seed(0)
     spec = resolve_spec(args.model)
-    model, tokenizer = load_model(spec, torch.float32)
-    model.train()
+    model, tokenizer = load_model(spec, getattr(torch, args.dtype))
+    model.to(args.device).train()
     model.config.use_cache = False
-    batch = build_batch(args, tokenizer, spec)
+    batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in build_batch(args, tokenizer, spec).items()}
+    memory = Memory(args.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     ours = PretrainLoss()
 
@@ -94,18 +125,20 @@ def child(args) -> None:
     times, first_loss, base = [], None, None
     for step in range(args.warmup + args.steps):
         if step == args.warmup:  # weights and gradient buffers are now resident: reset the peak
-            base = rss_mb("VmRSS")
-            reset_peak()
+            memory.sync()
+            base = memory.resident()
+            memory.reset_peak()
         start = time.perf_counter()
         loss = loss_of(batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)
+        memory.sync()
         if step >= args.warmup:
             times.append(time.perf_counter() - start)
         first_loss = float(loss) if first_loss is None else first_loss
-    print(json.dumps({"mode": args.mode, "step_s": statistics.median(times), "peak_mb": rss_mb("VmHWM") - base,
-                      "resident_mb": base, "total_peak_mb": rss_mb("VmHWM"), "loss": first_loss,
+    print(json.dumps({"mode": args.mode, "step_s": statistics.median(times), "peak_mb": memory.peak() - base,
+                      "resident_mb": base, "total_peak_mb": memory.peak(), "loss": first_loss,
                       "shape": list(batch["input_ids"].shape)}))
 
 
@@ -124,6 +157,9 @@ def main() -> int:
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="weights (default: float32)")
+    parser.add_argument("--data", default=str(DATA), help="JSONL of {'text'} paragraphs (default: shared wikitext-2)")
     parser.add_argument("--mode", choices=["ours", "reference"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:
@@ -131,8 +167,8 @@ def main() -> int:
         return 0
     results = {}
     for mode in ("ours", "reference"):
-        cmd = [sys.executable, __file__, "--mode", mode] + [f"--{k}={getattr(args, k)}" for k in
-                                                            ("model", "batch", "max_length", "warmup", "steps")]
+        passed = ("model", "batch", "max_length", "warmup", "steps", "device", "dtype", "data")
+        cmd = [sys.executable, __file__, "--mode", mode] + [f"--{k}={getattr(args, k)}" for k in passed]
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
         if out.returncode:
@@ -140,8 +176,8 @@ def main() -> int:
             return 1
         results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
         r = results[mode]
-        print(f"{mode:>9}: step {r['step_s']:.2f} s, step peak memory {r['peak_mb']:.0f} MB above the resident "
-              f"{r['resident_mb']:.0f} MB (process peak {r['total_peak_mb']:.0f} MB), loss {r['loss']:.5f}, "
+        print(f"{mode:>9}: step {r['step_s']:.3f} s, step peak memory {r['peak_mb']:.0f} MB above the resident "
+              f"{r['resident_mb']:.0f} MB (total peak {r['total_peak_mb']:.0f} MB), loss {r['loss']:.5f}, "
               f"batch {r['shape']}", flush=True)
     ours, ref = results["ours"], results["reference"]
     print(f"speed-up {ref['step_s'] / ours['step_s']:.2f}x, memory reduction {ref['peak_mb'] / ours['peak_mb']:.2f}x, "

@@ -1,6 +1,8 @@
 """The adaptation loss: one forward with the 4-D mask == two separate forwards, and == a hand-written
 computation from plain full-logit forwards."""
 
+import copy
+
 import pytest
 import torch
 from tiny import build_tiny_model, cranfield_texts, write_pretrain_data
@@ -15,6 +17,9 @@ from llara_retrieval.train import head_losses as head_losses_module
 from llara_retrieval.train.head_losses import BagOfWordsTerm, HeadTerm, NextTokenTerm, bag_of_words_share
 from llara_retrieval.train.pretrain_model import (PretrainLoss, allowed_attention, attention_masks, bag_of_words_loss,
                                                  lm_loss, lm_token_weights)
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
 
 
 @pytest.fixture(scope="module")
@@ -134,16 +139,17 @@ def test_head_losses_equal_full_logits(monkeypatch, frozen_head, head_kind):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)  # both compute in float32
 
 
-def test_head_losses_stay_float32_under_bf16_autocast():
+@pytest.mark.parametrize("device", DEVICES)
+def test_head_losses_stay_float32_under_bf16_autocast(device):
     """``--bf16`` training runs the model under autocast; the head losses still compute in float32."""
     gen = torch.Generator().manual_seed(1)
-    head = torch.nn.Linear(16, 50, bias=False)
-    hidden = torch.randn(3, 5, 16, generator=gen).requires_grad_()
-    targets = torch.stack([torch.randperm(50, generator=gen)[:6] for _ in range(3)])
+    head = torch.nn.Linear(16, 50, bias=False).to(device)
+    hidden = torch.randn(3, 5, 16, generator=gen).to(device).requires_grad_()
+    targets = torch.stack([torch.randperm(50, generator=gen)[:6] for _ in range(3)]).to(device)
     term = HeadTerm(hidden, lambda logits, rows: bag_of_words_share(logits, targets[rows], 3))
     results = []
     for autocast in (False, True):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             loss, _ = head_losses_module.head_losses(head, None, [term])
         results.append((loss, *torch.autograd.grad(loss, [hidden, head.weight])))
     for plain, autocast in zip(*results):
@@ -151,13 +157,16 @@ def test_head_losses_stay_float32_under_bf16_autocast():
         torch.testing.assert_close(autocast, plain)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("single_forward", [True, False])
-def test_step_gradients_equal_plain_autograd(family_model, data_file, single_forward):
-    """Every parameter's gradient of our step (chunked head, sparse gradient for a tied embedding) ==
-    plain autograd through the model's own full-logit forwards; the weight's gradient stays dense."""
+def test_step_gradients_equal_plain_autograd(family_model, data_file, single_forward, device):
+    """Every parameter's gradient of our step (chunked head, the tied embedding's rows added into the
+    head's gradient) == plain autograd through the model's own full-logit forwards; gradients are dense."""
     model, tokenizer, spec = family_model
+    model = model if device == "cpu" else copy.deepcopy(model).to(device)
     model.set_attn_implementation("sdpa")
     _, batch, _ = make_batch(tokenizer, spec, data_file)
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
     embedding = model.get_input_embeddings()
     model.zero_grad(set_to_none=True)
     PretrainLoss(0.3, 0.2, 0.5, single_forward=single_forward)(model, batch)["loss"].backward()

@@ -113,30 +113,33 @@ def _bag_of_words_from_log_probs(logp: torch.Tensor, targets: torch.Tensor, rows
 
 
 def _losses_and_grads(weight, softcap, terms, hiddens, needs):
-    w32 = weight.detach().float()
-    grad_weight = None  # allocated by the first chunk's product (no zero-fill of the vocabulary-sized buffer)
+    """Products in the weight's dtype (no float32 copy of a bf16 head), losses and logits' gradients in
+    float32; the weight's gradient is accumulated in the weight's dtype, allocated by the first chunk."""
+    w = weight.detach()
+    grad_weight = None
     grad_hiddens, values = [], []
     for term, hidden, needs_hidden in zip(terms, hiddens, needs[5:]):
         grad_hidden = torch.empty_like(hidden) if needs_hidden else None
         value = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        for rows in _chunks(len(hidden), term.copies * hidden[:1].numel() // hidden.shape[-1] * weight.shape[0]):
-            h = hidden[rows].detach().float()
-            logits = h @ w32.T
+        for rows in _chunks(len(hidden), term.copies * hidden[:1].numel() // hidden.shape[-1] * w.shape[0]):
+            h = hidden[rows].detach().to(w.dtype)
+            logits = (h @ w.T).float()
             if not (needs[0] or needs_hidden):
                 value += term.loss(soft_capped(logits, softcap), rows)
                 continue
             loss, grad_logits = term.loss_and_grad(logits, rows, softcap)
             value += loss
+            grad_logits = grad_logits.to(w.dtype)
             if grad_hidden is not None:
-                grad_hidden[rows] = (grad_logits @ w32).to(hidden.dtype)
+                grad_hidden[rows] = (grad_logits @ w).to(hidden.dtype)
             if needs[0]:
-                flat_grad, flat_h = grad_logits.reshape(-1, w32.shape[0]).T, h.reshape(-1, w32.shape[1])
+                flat_grad, flat_h = grad_logits.reshape(-1, w.shape[0]).T, h.reshape(-1, w.shape[1])
                 grad_weight = flat_grad @ flat_h if grad_weight is None else grad_weight.addmm_(flat_grad, flat_h)
             del logits, loss, grad_logits
         grad_hiddens.append(grad_hidden)
         values.append(value)
     if needs[0] and grad_weight is None:
-        grad_weight = torch.zeros_like(w32)
+        grad_weight = torch.zeros_like(w)
     values = torch.stack(values)
     return weighted_sum(values, terms), values, (grad_weight, grad_hiddens)
 
@@ -152,10 +155,10 @@ class _HeadLosses(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weight: torch.Tensor, softcap: float | None, tied: TiedEmbeddingGradient | None,
                 grad_enabled: bool, terms: tuple[HeadTerm, ...], *hiddens: torch.Tensor):
-        with torch.autocast(weight.device.type, enabled=False):  # float32 throughout, also under --bf16 autocast
+        with torch.autocast(weight.device.type, enabled=False):  # the weight's dtype, also under --bf16 autocast
             total, values, grads = _losses_and_grads(weight, softcap, terms, hiddens,
                                                      [grad_enabled and n for n in ctx.needs_input_grad])
-        ctx.weight_dtype, ctx.tied = weight.dtype, tied
+        ctx.tied = tied
         ctx.grads = grads  # intermediates, not inputs/outputs: kept on ctx, dropped in backward
         ctx.mark_non_differentiable(values)
         return total, values
@@ -165,7 +168,7 @@ class _HeadLosses(torch.autograd.Function):
         grad_weight, grad_hiddens = ctx.grads
         del ctx.grads  # scaled in place and released: no second vocabulary-sized tensor
         if grad_weight is not None:
-            grad_weight = grad_weight.mul_(grad_total).to(ctx.weight_dtype)
+            grad_weight = grad_weight.mul_(grad_total.to(grad_weight.dtype))
             if ctx.tied is not None and ctx.tied.rerouted:  # the embedding's backward adds its rows, returns it
                 ctx.tied.head_grad, grad_weight = grad_weight, None
         grad_hiddens = [g.mul_(grad_total.to(g.dtype)) if g is not None else None for g in grad_hiddens]
