@@ -121,7 +121,8 @@ def _losses_and_grads(weight, softcap, terms, hiddens, needs):
     for term, hidden, needs_hidden in zip(terms, hiddens, needs[5:]):
         grad_hidden = torch.empty_like(hidden) if needs_hidden else None
         value = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        for rows in _chunks(len(hidden), term.copies * hidden[:1].numel() // hidden.shape[-1] * w.shape[0]):
+        copies = term.copies if softcap is None else HeadTerm.copies  # soft-capped: autograd's gradient
+        for rows in _chunks(len(hidden), copies * hidden[:1].numel() // hidden.shape[-1] * w.shape[0]):
             h = hidden[rows].detach().to(w.dtype)
             logits = (h @ w.T).float()
             if not (needs[0] or needs_hidden):
