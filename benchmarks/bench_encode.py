@@ -39,10 +39,10 @@ def card_loop(encoder, ids: list[list[int]], batch_size: int, sort: bool = False
     with torch.no_grad():
         for start in range(0, len(ids), batch_size):
             feats = [{"input_ids": x, "attention_mask": [1] * len(x)} for x in ids[start:start + batch_size]]
-            inputs = tok.pad(feats, padding=True, pad_to_multiple_of=8, return_tensors="pt")
+            inputs = tok.pad(feats, padding=True, pad_to_multiple_of=8, return_tensors="pt").to(encoder.device)
             outputs = body(**inputs, return_dict=True, output_hidden_states=True)
             emb = outputs.hidden_states[-1][:, -8:, :].float().mean(dim=1)
-            out.append(torch.nn.functional.normalize(emb, dim=-1).numpy())
+            out.append(torch.nn.functional.normalize(emb, dim=-1).cpu().numpy())
     vectors = np.empty((len(ids), out[0].shape[1]), dtype=np.float32)
     vectors[order] = np.concatenate(out)
     return vectors
@@ -114,6 +114,8 @@ def select_passages(corpus: str, count: int, max_length: int, encoder: str) -> l
                 chosen.append(text)
             if len(chosen) == count:
                 break
+    if not chosen:
+        raise SystemExit(f"bench_encode: no passage of {corpus} fits --max-length {max_length}")
     return chosen
 
 
