@@ -79,7 +79,7 @@ class BagOfWordsTerm(HeadTerm):
     copies = 1
 
     def __init__(self, hidden: torch.Tensor, targets: torch.Tensor, weight: float = 1.0):
-        rows_with_targets = int((targets >= 0).any(1).sum())
+        rows_with_targets = count_rows_with_targets(targets)
         super().__init__(hidden, lambda logits, rows: bag_of_words_share(logits, targets[rows], rows_with_targets),
                          weight)
         self.targets, self.rows_with_targets = targets, rows_with_targets
@@ -106,26 +106,31 @@ def bag_of_words_share(logits: torch.Tensor, targets: torch.Tensor, rows_with_ta
                                         rows_with_targets)
 
 
+def count_rows_with_targets(targets: torch.Tensor) -> int:
+    """Rows of a ``[n, t]`` target matrix (``-1`` = none) with any target: the bag-of-words denominator."""
+    return int((targets >= 0).any(1).sum())
+
+
 def _bag_of_words_from_log_probs(logp: torch.Tensor, targets: torch.Tensor, rows_with_targets: int) -> torch.Tensor:
     present = targets >= 0
     per_row = -(logp.gather(1, targets.clamp(min=0)) * present).sum(1) / present.sum(1).clamp(min=1)
     return per_row.sum() / max(1, rows_with_targets)
 
 
-def _losses_and_grads(weight, softcap, terms, hiddens, needs):
+def _losses_and_grads(weight, softcap, terms, hiddens, needs_weight: bool, needs_hiddens: list[bool]):
     """Products in the weight's dtype (no float32 copy of a bf16 head), losses and logits' gradients in
     float32; the weight's gradient is accumulated in the weight's dtype, allocated by the first chunk."""
     w = weight.detach()
     grad_weight = None
     grad_hiddens, values = [], []
-    for term, hidden, needs_hidden in zip(terms, hiddens, needs[5:]):
+    for term, hidden, needs_hidden in zip(terms, hiddens, needs_hiddens):
         grad_hidden = torch.empty_like(hidden) if needs_hidden else None
         value = torch.zeros((), dtype=torch.float32, device=hidden.device)
         copies = term.copies if softcap is None else HeadTerm.copies  # soft-capped: autograd's gradient
         for rows in _chunks(len(hidden), copies * hidden[:1].numel() // hidden.shape[-1] * w.shape[0]):
             h = hidden[rows].detach().to(w.dtype)
             logits = (h @ w.T).float()
-            if not (needs[0] or needs_hidden):
+            if not (needs_weight or needs_hidden):
                 value += term.loss(soft_capped(logits, softcap), rows)
                 continue
             loss, grad_logits = term.loss_and_grad(logits, rows, softcap)
@@ -133,13 +138,13 @@ def _losses_and_grads(weight, softcap, terms, hiddens, needs):
             grad_logits = grad_logits.to(w.dtype)
             if grad_hidden is not None:
                 grad_hidden[rows] = (grad_logits @ w).to(hidden.dtype)
-            if needs[0]:
+            if needs_weight:
                 flat_grad, flat_h = grad_logits.reshape(-1, w.shape[0]).T, h.reshape(-1, w.shape[1])
                 grad_weight = flat_grad @ flat_h if grad_weight is None else grad_weight.addmm_(flat_grad, flat_h)
             del logits, loss, grad_logits
         grad_hiddens.append(grad_hidden)
         values.append(value)
-    if needs[0] and grad_weight is None:
+    if needs_weight and grad_weight is None:
         grad_weight = torch.zeros_like(w)
     values = torch.stack(values)
     return weighted_sum(values, terms), values, (grad_weight, grad_hiddens)
@@ -156,9 +161,10 @@ class _HeadLosses(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weight: torch.Tensor, softcap: float | None, tied: TiedEmbeddingGradient | None,
                 grad_enabled: bool, terms: tuple[HeadTerm, ...], *hiddens: torch.Tensor):
+        needs = [grad_enabled and needed for needed in ctx.needs_input_grad]
         with torch.autocast(weight.device.type, enabled=False):  # the weight's dtype, also under --bf16 autocast
-            total, values, grads = _losses_and_grads(weight, softcap, terms, hiddens,
-                                                     [grad_enabled and n for n in ctx.needs_input_grad])
+            total, values, grads = _losses_and_grads(weight, softcap, terms, hiddens, needs[0],
+                                                     needs[len(needs) - len(hiddens):])
         ctx.tied = tied
         ctx.grads = grads  # intermediates, not inputs/outputs: kept on ctx, dropped in backward
         ctx.mark_non_differentiable(values)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .head_losses import (BagOfWordsTerm, NextTokenTerm, bag_of_words_share, head_losses, tied_embedding_gradient,
-                          weighted_nll)
+from .head_losses import (BagOfWordsTerm, NextTokenTerm, bag_of_words_share, count_rows_with_targets, head_losses,
+                          tied_embedding_gradient, weighted_nll)
 from .pretrain_data import EBAE, EBAR, PAD, SHARED
 
 MASK_4D_IMPLEMENTATIONS = ("eager", "sdpa")
@@ -68,7 +68,7 @@ def attention_masks(config, segments: torch.Tensor, positions: torch.Tensor, dty
 
 def bag_of_words_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The EBAE/EBAR loss of full ``[n, k, V]`` logits: the mean over rows that have targets."""
-    return bag_of_words_share(logits, targets, int((targets >= 0).any(1).sum()))
+    return bag_of_words_share(logits, targets, count_rows_with_targets(targets))
 
 
 def lm_token_weights(labels: torch.Tensor) -> torch.Tensor:
@@ -90,8 +90,8 @@ class PretrainLoss:
     """``loss = lm_weight * L_LM + ebae_weight * L_EBAE + ebar_weight * L_EBAR`` (reference: 1, .05, .05).
 
     The forward pass yields final hidden states at the special (and text) columns only; the LM head and
-    the three losses are then taken chunk by chunk (``head_losses``), and a tied input embedding keeps a
-    sparse gradient, so a step holds one vocabulary-sized gradient instead of one per use of the weight.
+    the three losses are then taken chunk by chunk (``head_losses``), and a tied input embedding adds its
+    rows into the head's gradient, so a step holds one vocabulary-sized gradient instead of one per use.
     """
 
     ebae_weight: float = 0.05
