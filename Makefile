@@ -15,6 +15,7 @@ install:
 	$(PY) -m pip install --quiet -e ".[dev]"
 
 test:
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q tests
 
 demo:

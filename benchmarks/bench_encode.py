@@ -97,10 +97,11 @@ def model_flops(lengths: list[int], cfg: dict, body_params: int) -> float:
 
 def select_passages(corpus: str, count: int, max_length: int, encoder: str) -> list[str]:
     """The first ``count`` corpus passages (title + text) whose wrapped length fits ``max_length``."""
-    from llara_retrieval.default_model import ensure_default_model
-    from llara_retrieval.loading import resolve_spec
-    from llara_retrieval.prompts import PromptTokenizer
     from transformers import AutoTokenizer
+
+    from llara_retrieval.core.default_model import ensure_default_model
+    from llara_retrieval.core.loading import resolve_spec
+    from llara_retrieval.core.prompts import PromptTokenizer
 
     spec = resolve_spec(encoder)
     tok = AutoTokenizer.from_pretrained(str(ensure_default_model()) if spec.base_model == "default" else spec.base_model)

@@ -68,9 +68,9 @@ def rss_mb(field: str) -> float:
 
 
 def build_batch(args, tokenizer, spec):
-    from llara_retrieval.prompts import PromptTokenizer
-    from llara_retrieval.train.prepare import Chunker
-    from llara_retrieval.train.pretrain_data import PretrainCollator, PretrainExample, excluded_target_ids
+    from llara_retrieval.core.prompts import PromptTokenizer
+    from llara_retrieval.train.pretrain.data import PretrainCollator, PretrainExample, excluded_target_ids
+    from llara_retrieval.train.pretrain.prepare import Chunker
 
     pt = PromptTokenizer(tokenizer, spec.prompts)
     texts = [json.loads(line)["text"] for line in Path(args.data).open(encoding="utf-8")][:200]
@@ -86,7 +86,7 @@ def build_batch(args, tokenizer, spec):
 
 def reference_logits(model, batch):
     """Two forwards with full-vocabulary logits everywhere, then the columns the losses need."""
-    from llara_retrieval.train.pretrain_data import EBAE, EBAR, PAD
+    from llara_retrieval.train.pretrain.data import EBAE, EBAR, PAD
 
     ids, pos, seg = batch["input_ids"], batch["position_ids"], batch["segments"]
     width = ids.shape[1]
@@ -102,8 +102,8 @@ def reference_logits(model, batch):
 def child(args) -> None:
     import torch
 
-    from llara_retrieval.loading import load_model, resolve_spec
-    from llara_retrieval.train.pretrain_model import PretrainLoss, bag_of_words_loss, lm_loss
+    from llara_retrieval.core.loading import load_model, resolve_spec
+    from llara_retrieval.train.pretrain.model import PretrainLoss, bag_of_words_loss, lm_loss
 
     torch.manual_seed(0)
     spec = resolve_spec(args.model)

@@ -3,15 +3,16 @@
 Imports are lazy so that ``import llara_retrieval`` (and the Pyserini hook installed with the package)
 costs nothing until an encoder is actually used.
 """
-from ._lazy import lazy_getattr
+from llara_retrieval._utils.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "LlaraEncoder": "encoder",
-    "EncoderSpec": "spec",
-    "LlaraPrompts": "prompts",
-    "LlaraError": "errors",
+    "LlaraEncoder": "llara_retrieval.core.encoder",
+    "EncoderSpec": "llara_retrieval.core.spec",
+    "LlaraPrompts": "llara_retrieval.core.prompts",
+    "LlaraError": "llara_retrieval._utils.errors",
+    "LlaraWarning": "llara_retrieval._utils.errors",
 }
 __all__ = list(_EXPORTS)
 

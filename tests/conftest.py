@@ -1,10 +1,8 @@
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny import CRANFIELD, SHARED, build_tiny_model  # noqa: E402
+from tests.support.tiny import CRANFIELD, SHARED, build_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -3,18 +3,19 @@ embeddings, BM25 and hybrid baselines, and the ``llara-beir`` command (``python 
 
 Imports are lazy so that ``import llara_retrieval.beir`` stays cheap.
 """
-from .._lazy import lazy_getattr
+from llara_retrieval._utils.lazy import lazy_getattr
 
 _EXPORTS = {
-    "LlaraBeirModel": "model",
-    "load_dataset": "data",
-    "BeirDataset": "data",
-    "LlaraWarning": "data",
-    "run_beir": "run",
-    "cached_corpus_embeddings": "cache",
-    "FlatIPFaissSearch": "faiss_search",
-    "HNSWFaissSearch": "faiss_search",
-    "flat_search": "faiss_search",
+    "LlaraBeirModel": "llara_retrieval.beir.model",
+    "run_beir": "llara_retrieval.beir.run",
+    "FlatIPFaissSearch": "llara_retrieval.beir.faiss_search",
+    "HNSWFaissSearch": "llara_retrieval.beir.faiss_search",
+    # re-exported from the layers below, where they live
+    "load_dataset": "llara_retrieval.retrieval.data",
+    "BeirDataset": "llara_retrieval.retrieval.data",
+    "LlaraWarning": "llara_retrieval._utils.errors",
+    "cached_corpus_embeddings": "llara_retrieval.retrieval.embedding_cache",
+    "flat_search": "llara_retrieval.retrieval.faiss_index",
 }
 __all__ = list(_EXPORTS)
 

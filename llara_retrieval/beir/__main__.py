@@ -5,8 +5,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from ..cli_runner import run_cli
-from ..fusion import DENSE_WEIGHT, RRF_K
+from llara_retrieval._utils.cli import run_cli
+from llara_retrieval.retrieval.fusion import DENSE_WEIGHT, RRF_K
 
 PROG = "llara-beir"
 
@@ -43,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from .run import run_beir
+    from llara_retrieval.beir.run import run_beir
 
     def body() -> None:
         run_beir(args.dataset, args.encoder, args.output, split=args.split, bm25=args.bm25, hybrid=args.hybrid,

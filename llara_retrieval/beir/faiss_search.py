@@ -8,10 +8,6 @@ and results no longer pile up across calls; ``score_function`` defaults to ``"do
 """
 from __future__ import annotations
 
-from typing import Sequence
-
-import faiss
-import numpy as np
 from beir.retrieval.search.dense import DenseRetrievalExactSearch
 from beir.retrieval.search.dense import faiss_search as _beir
 
@@ -42,17 +38,3 @@ PQFaissSearch = _usable(_beir.PQFaissSearch)
 SQFaissSearch = _usable(_beir.SQFaissSearch)
 PCAFaissSearch = _usable(_beir.PCAFaissSearch)
 BinaryFaissSearch = _usable(_beir.BinaryFaissSearch)
-
-
-def flat_search(query_vectors: np.ndarray, query_ids: Sequence[str], doc_vectors: np.ndarray,
-                doc_ids: Sequence[str], k: int, batch: int = 1024) -> dict[str, dict[str, float]]:
-    """Exact top-``k`` by inner product (Faiss ``IndexFlatIP``), as ``{qid: {docid: score}}``."""
-    index = faiss.IndexFlatIP(doc_vectors.shape[1])
-    index.add(np.ascontiguousarray(doc_vectors, dtype=np.float32))
-    k = min(k, len(doc_ids))
-    run = {}
-    for start in range(0, len(query_ids), batch):
-        scores, idx = index.search(np.ascontiguousarray(query_vectors[start:start + batch], dtype=np.float32), k)
-        for qid, row_s, row_i in zip(query_ids[start:start + batch], scores, idx):
-            run[qid] = {doc_ids[i]: float(s) for s, i in zip(row_s, row_i) if i >= 0}
-    return run

@@ -7,8 +7,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..encoder import LlaraEncoder
-from ..errors import LlaraError
+from llara_retrieval._utils.errors import LlaraError
+from llara_retrieval.core.encoder import LlaraEncoder
 
 Corpus = Sequence[Mapping[str, str] | str] | Mapping[str, Sequence[str]]
 
@@ -55,12 +55,3 @@ def _output(vectors: np.ndarray, convert_to_tensor: bool):
         import torch
         return torch.from_numpy(vectors)
     return vectors
-
-
-def encoder_name(name_or_path: str | Path | None) -> str:
-    """A short, file-name-safe name for run files: spec-file stem, folder name, or hub id tail."""
-    if name_or_path is None or str(name_or_path) in ("", "default"):
-        return "default"
-    path = Path(str(name_or_path).rstrip("/"))
-    name = path.stem if path.suffix in (".json", ".gguf") else path.name
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name) or "encoder"

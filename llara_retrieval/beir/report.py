@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from ..evaluation import METRICS, atomic_write
+from llara_retrieval._utils.atomic import atomic_write
+from llara_retrieval.retrieval.metrics import METRICS
 
 TOOL = "llara-beir"
 MD_MARK = f"<!-- written by {TOOL}; rewritten on every run -->"

@@ -14,15 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..bm25 import B, K1, bm25_search, build_bm25_index
-from ..errors import LlaraError
-from ..evaluation import evaluate, write_metrics, write_run
-from ..fusion import DENSE_WEIGHT, RRF_K, interpolate, ranked, rrf
-from .data import BeirDataset, load_dataset
-from .model import encoder_name
-from .report import TOOL, is_ours, table_is_ours, write_tables
+from llara_retrieval._utils.errors import LlaraError
+from llara_retrieval.beir.report import TOOL, is_ours, table_is_ours, write_tables
+from llara_retrieval.pyserini.bm25 import K1, B, bm25_search, build_bm25_index
+from llara_retrieval.retrieval.data import BeirDataset, load_dataset
+from llara_retrieval.retrieval.fusion import DENSE_WEIGHT, RRF_K, interpolate, rrf
+from llara_retrieval.retrieval.metrics import evaluate, write_metrics
+from llara_retrieval.retrieval.runs import Run, encoder_name, ranked, write_run
 
-Run = dict[str, dict[str, float]]
 FOREIGN = f"exists and was not written by {TOOL} (pass --overwrite or another --output)"
 
 
@@ -90,7 +89,7 @@ def run_beir(datasets: Sequence[str | Path], encoder: str | Path | None = None, 
 
     dense = None
     if encoder is not None:
-        from .dense import DenseRunner
+        from llara_retrieval.retrieval.dense import DenseRunner
         _say(f"loading encoder {encoder}", quiet)
         dense = DenseRunner(encoder, cache_dir, batch_size, max_length, query_max_length, device, dtype, chunk_size)
     job = _Job(output, enc, dense, bm25, hybrid, top_k, hybrid_weight, rrf_k, cache_dir, threads, show_progress_bar)
@@ -134,7 +133,7 @@ def _run_dataset(ds: BeirDataset, job: _Job) -> list[dict]:
         emit("bm25", "bm25", run, secs, {"k1": K1, "b": B, "index": str(index)})
     if job.dense is not None:
         run, secs = _timed(lambda: job.dense.run(ds, k, job.progress))
-        emit(enc, "dense", run, secs, {"encoder": job.dense.encoder, "encoder_key": job.dense.key})
+        emit(enc, "dense", run, secs, {"encoder": job.dense.name, "encoder_key": job.dense.key})
     if job.hybrid:
         pair = [runs[enc], runs["bm25"]]
         emit(f"hybrid-rrf-{enc}", "hybrid-rrf", rrf(pair, job.rrf_k, k), 0.0, {"rrf_k": job.rrf_k})

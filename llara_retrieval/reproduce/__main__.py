@@ -6,8 +6,8 @@ import sys
 from dataclasses import MISSING, fields
 from typing import Sequence
 
-from ..cli_runner import run_cli
-from .stages import ReproduceConfig
+from llara_retrieval._utils.cli import run_cli
+from llara_retrieval.reproduce.stages import ReproduceConfig
 
 PROG = "llara-reproduce"
 HELP = {
@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = ReproduceConfig(**vars(parser().parse_args(argv)))
-    from .pipeline import reproduce
+    from llara_retrieval.reproduce.pipeline import reproduce
 
     def body() -> None:
         print(reproduce(config).read_text(encoding="utf-8"))

@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import LlaraError
-from ..evaluation import atomic_write
-from .report import system_ndcg, write_report
-from .stages import DENSE_STAGES, ReproduceConfig, Stage, hybrid_stage, plan, runs_dir
+from llara_retrieval._utils.atomic import atomic_write
+from llara_retrieval._utils.errors import LlaraError
+from llara_retrieval.reproduce.report import system_ndcg, write_report
+from llara_retrieval.reproduce.stages import DENSE_STAGES, ReproduceConfig, Stage, hybrid_stage, plan, runs_dir
 
 STATE = "reproduce.json"
 TOOL = "llara-reproduce"

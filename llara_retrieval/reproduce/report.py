@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from ..beir.model import encoder_name
-from ..beir.run import metrics_path, run_path
-from ..evaluation import atomic_write
-from .stages import FINETUNE, PRETRAIN, PRETRAIN_FINETUNE, ZERO_SHOT, ReproduceConfig, runs_dir
+from llara_retrieval._utils.atomic import atomic_save_figure, atomic_write
+from llara_retrieval.beir.run import metrics_path, run_path
+from llara_retrieval.reproduce.stages import FINETUNE, PRETRAIN, PRETRAIN_FINETUNE, ZERO_SHOT, ReproduceConfig, runs_dir
+from llara_retrieval.retrieval.runs import encoder_name
 
 MARK = "<!-- written by llara-reproduce; rewritten after every stage -->"
 METRICS = ("nDCG@10", "Recall@100")
@@ -150,10 +149,7 @@ def plot(rows: list[dict], path: Path) -> Path | None:
     ax.legend(fontsize=8, loc="upper left", ncol=3)
     ax.set_title("LLaRA ablation (make reproduce)")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    atomic_save_figure(fig, path)
     return path
 
 

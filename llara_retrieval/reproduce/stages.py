@@ -14,7 +14,7 @@ import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..beir.model import encoder_name
+from llara_retrieval.retrieval.runs import encoder_name
 
 
 @dataclass(kw_only=True)

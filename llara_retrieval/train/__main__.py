@@ -5,10 +5,10 @@ import sys
 from importlib import import_module
 
 COMMANDS = {
-    "prepare": ("llara_retrieval.train.prepare", "turn running text into pretraining JSONL"),
-    "pretrain": ("llara_retrieval.train.pretrain", "stage 1: EBAE + EBAR adaptation"),
-    "mine": ("llara_retrieval.train.mine", "mine hard negatives for fine-tuning"),
-    "finetune": ("llara_retrieval.train.finetune", "stage 2: contrastive fine-tuning"),
+    "prepare": ("llara_retrieval.train.pretrain.prepare", "turn running text into pretraining JSONL"),
+    "pretrain": ("llara_retrieval.train.pretrain.train", "stage 1: EBAE + EBAR adaptation"),
+    "mine": ("llara_retrieval.train.finetune.mine", "mine hard negatives for fine-tuning"),
+    "finetune": ("llara_retrieval.train.finetune.train", "stage 2: contrastive fine-tuning"),
 }
 
 

@@ -36,6 +36,12 @@ class ModelArguments:
         default=None, metadata={"help": "dtype of the saved encoder (default: bfloat16 with --bf16, else the "
                                         "training dtype)."})
 
+    def __post_init__(self) -> None:
+        if self.save_dtype is not None:  # checked now, not after the whole training run
+            from llara_retrieval.core.precision import parse_dtype
+
+            parse_dtype(self.save_dtype, "--save_dtype")
+
 
 @dataclass
 class LlaraTrainingArguments(TrainingArguments):

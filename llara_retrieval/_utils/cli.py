@@ -1,0 +1,43 @@
+"""Shared behaviour of the command-line tools: one-line errors and warnings, non-zero exits, clean interrupts."""
+from __future__ import annotations
+
+import signal
+import sys
+import warnings
+from typing import Callable
+
+from llara_retrieval._utils.errors import LlaraError
+
+EXIT_ERROR = 1  # argparse keeps 2 for usage errors
+EXIT_INTERRUPTED = 130
+
+
+def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C, so temp outputs are removed
+    raise KeyboardInterrupt
+
+
+def run_cli(prog: str, body: Callable[[], int | None], interrupted: str = "no output was finished") -> int:
+    """Run ``body``: a :class:`LlaraError` becomes ``prog: error: …`` on stderr and exit status 1, Ctrl-C or
+    SIGTERM ``prog: interrupted; <interrupted>`` and 130, a Python warning ``prog: warning: …``."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except (ValueError, AttributeError):  # not the main thread, or no SIGTERM on this platform
+        previous = None
+    show_warning = warnings.showwarning
+    warnings.showwarning = lambda message, *args, **kwargs: warn(prog, str(message))
+    try:
+        return body() or 0
+    except LlaraError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; {interrupted}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        warnings.showwarning = show_warning
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def warn(prog: str, message: str) -> None:
+    print(f"{prog}: warning: {message}", file=sys.stderr, flush=True)

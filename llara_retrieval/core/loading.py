@@ -1,0 +1,89 @@
+"""Resolve what a user names (default, spec file, encoder dir, HF dir, GGUF, adapter dir, hub id) and
+load the model and tokenizer with the LLaRA special tokens in place."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from llara_retrieval._utils.errors import LlaraError, first_line
+from llara_retrieval.core.spec import SPEC_FILE, EncoderSpec, is_spec_file
+
+
+def resolve_spec(name_or_path: str | Path | None) -> EncoderSpec:
+    """The spec that describes ``name_or_path``; nothing is loaded yet."""
+    if name_or_path is None or str(name_or_path) == "default":
+        return EncoderSpec()
+    path = Path(name_or_path).expanduser()
+    if is_spec_file(path):
+        return EncoderSpec.load(path)
+    if path.is_file() and path.suffix == ".gguf":
+        return EncoderSpec(base_model=str(path.resolve()))
+    if path.is_dir():
+        if (path / SPEC_FILE).is_file():
+            return EncoderSpec.load(path / SPEC_FILE)
+        if (path / "adapter_config.json").is_file():
+            base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            if not base:
+                raise LlaraError(f"{path / 'adapter_config.json'}: adapter does not name its base model")
+            return replace(resolve_spec(base), adapter=str(path.resolve()))
+        if (path / "config.json").is_file():
+            return EncoderSpec(base_model=str(path.resolve()))
+        raise LlaraError(f"{path}: not a model dir (no {SPEC_FILE}, config.json or adapter_config.json)")
+    if path.exists():
+        raise LlaraError(f"{path}: not an encoder (expected a dir, a .json spec or a .gguf file)")
+    if str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") > 1:
+        raise LlaraError(f"{name_or_path}: no such file or directory")
+    return EncoderSpec(base_model=str(name_or_path))  # a hub id
+
+
+def add_llara_tokens(model: torch.nn.Module, tokenizer, tokens: list[str]) -> None:
+    """Add the special tokens (if missing) and give new embedding rows the mean of the old ones.
+
+    Mean initialisation is deterministic, so an untrained encoder gives the same vectors every time.
+    """
+    tokenizer.add_tokens([t for t in tokens if t not in tokenizer.get_vocab()], special_tokens=True)
+    old_rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) <= old_rows:
+        return
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    with torch.no_grad():
+        for emb in {model.get_input_embeddings(), model.get_output_embeddings()} - {None}:
+            emb.weight[old_rows:] = emb.weight[:old_rows].mean(dim=0, keepdim=True)
+
+
+def _load_base(base: str, gguf_file: str | None, dtype: torch.dtype, trust_remote_code: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llara_retrieval.core.default_model import ensure_default_model, load_gguf
+
+    if base == "default":
+        base = str(ensure_default_model())
+    if gguf_file:  # a GGUF file inside a model folder
+        base = str(Path(base) / gguf_file)
+    if base.endswith(".gguf"):
+        model, tokenizer = load_gguf(Path(base))
+        return model.to(dtype), tokenizer
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, use_safetensors=True,
+                                                     trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        raise LlaraError(f"cannot load model {base!r}: {first_line(exc)}") from None
+    return model, tokenizer
+
+
+def load_model(spec: EncoderSpec, dtype: torch.dtype, trust_remote_code: bool = False):
+    """Causal LM and tokenizer for ``spec``: base model, special tokens, then the adapter merged in."""
+    model, tokenizer = _load_base(spec.base_model, spec.gguf_file, dtype, trust_remote_code)
+    add_llara_tokens(model, tokenizer, spec.prompts.special_tokens)
+    if spec.adapter:
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise LlaraError(f"cannot load adapter {spec.adapter!r}: {first_line(exc)}") from None
+    return model.eval(), tokenizer

@@ -1,0 +1,190 @@
+"""Pretraining data: reference JSONL records -> one combined sequence per example, left-padded.
+
+Each example becomes ``BOS " text ", summarize…<s1..s8> ", predict…<s9..s16>`` (the prompt pieces come
+from ``PromptTokenizer``, so the EBAE branch is exactly the passage-side input and the EBAR branch
+exactly the query-side input). Rows are padded on the left, so the 16 special tokens sit in the same
+columns of every row and the LM head can be applied to those columns only.
+
+``segments`` marks each column: -1 pad, 0 shared prefix + text, 1 EBAE suffix, 2 EBAR suffix; the
+model side turns it (with the position ids) into the 4-D attention mask.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from llara_retrieval._utils.errors import LlaraError, at
+from llara_retrieval._utils.jsonl import read_jsonl
+from llara_retrieval.core.prompts import PromptTokenizer
+
+FIELDS = ("input", "output_summarize", "output_predict")
+PAD, SHARED, EBAE, EBAR = -1, 0, 1, 2
+ENGLISH_STOPWORDS = (
+    "a about above after again against all am an and any are as at be because been before being below between "
+    "both but by can did do does doing down during each few for from further had has have having he her here "
+    "hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now "
+    "of off on once only or other our ours ourselves out over own same she should so some such than that the "
+    "their theirs them themselves then there these they this those through to too under until up very was we "
+    "were what when where which while who whom why will with you your yours yourself yourselves").split()
+
+
+def data_files(path: str | Path) -> list[Path]:
+    """A JSONL file, or every ``*.jsonl`` in a folder (sorted, so the data order is reproducible)."""
+    path = Path(path)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    if not files or not files[0].is_file():
+        raise LlaraError(f"{path}: no such file (or no *.jsonl in the folder)")
+    return files
+
+
+def read_pretrain_records(path: str | Path) -> list[tuple[str, str, str]]:
+    """``(input, output_summarize, output_predict)`` triples; ``output_*`` default to ``input``/empty."""
+    records = []
+    for file in data_files(path):
+        for lineno, rec in read_jsonl(file):
+            text = rec.get("input")
+            if not isinstance(text, str) or not text.strip():
+                raise LlaraError(f"{at(file, lineno)}: field 'input' must be a non-empty string "
+                                 f"(expected {{{', '.join(repr(f) for f in FIELDS)}}})")
+            summ, pred = rec.get("output_summarize", text), rec.get("output_predict", "")
+            for name, value in (("output_summarize", summ), ("output_predict", pred)):
+                if not isinstance(value, str):
+                    raise LlaraError(f"{at(file, lineno)}: field {name!r} must be a string")
+            records.append((text, summ, pred))
+    if not records:
+        raise LlaraError(f"{path}: no training records")
+    return records
+
+
+def excluded_target_ids(tokenizer, prompt_tokenizer: PromptTokenizer, stopwords: str | None) -> set[int]:
+    """Ids never used as bag-of-words targets: special/pad/BOS/EOS/LLaRA tokens and optional stop words.
+
+    ``stopwords`` is None, ``"english"`` (a built-in list) or a file with one word per line; a word is
+    filtered when it (or its capitalised / space-prefixed form) is a single token.
+    """
+    ids = set(tokenizer.all_special_ids) | set(prompt_tokenizer.special_ids["passage"])
+    ids |= set(prompt_tokenizer.special_ids["query"])
+    ids |= {i for i in (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id) if i is not None}
+    if stopwords:
+        if stopwords == "english":
+            words = list(ENGLISH_STOPWORDS)
+        else:
+            try:
+                words = Path(stopwords).read_text(encoding="utf-8").split()
+            except OSError as exc:
+                raise LlaraError(f"{stopwords}: cannot read stop-word file ({exc.strerror})") from None
+        variants = [v for w in words for v in (w, " " + w, w.capitalize(), " " + w.capitalize())]
+        ids |= {seq[0] for seq in prompt_tokenizer.text_ids(variants) if len(seq) == 1}
+    return ids
+
+
+@dataclass
+class PretrainExample:
+    text: list[int]
+    summarize: list[int]  # distinct target ids, sorted
+    predict: list[int]
+
+
+class PretrainDataset(torch.utils.data.Dataset):
+    """Tokenised examples; text truncated so each branch fits ``max_length`` like the encoder's inputs."""
+
+    def __init__(self, path: str | Path, prompt_tokenizer: PromptTokenizer, max_length: int,
+                 max_target_length: int | None = None, excluded: set[int] = frozenset(), batch: int = 1000):
+        self.layout = SequenceLayout(prompt_tokenizer)
+        budget = max_length - self.layout.prefix_len - max(self.layout.suffix_lens)
+        if budget < 1:
+            raise LlaraError(f"--max_length {max_length} leaves no room for text: the prompts alone take "
+                             f"{max_length - budget} tokens")
+        keep = max_target_length or max_length
+        records = read_pretrain_records(path)
+        self.examples: list[PretrainExample] = []
+        for start in tqdm(range(0, len(records), batch), desc="tokenize", unit="batch",
+                          disable=len(records) < 10 * batch):
+            chunk = records[start:start + batch]
+            ids = prompt_tokenizer.text_ids([t for rec in chunk for t in rec])
+            for i in range(len(chunk)):
+                text, summ, pred = ids[3 * i:3 * i + 3]
+                self.examples.append(PretrainExample(
+                    text[:budget], _targets(summ[:keep], excluded), _targets(pred[:keep], excluded)))
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> PretrainExample:
+        return self.examples[index]
+
+
+def _targets(ids: Sequence[int], excluded: set[int]) -> list[int]:
+    return sorted(set(ids) - excluded)
+
+
+class SequenceLayout:
+    """The fixed prompt pieces of the combined sequence ``prefix text ebae_suffix ebar_suffix``."""
+
+    def __init__(self, prompt_tokenizer: PromptTokenizer):
+        prefix, self.ebae_suffix = prompt_tokenizer.pieces("passage")
+        query_prefix, self.ebar_suffix = prompt_tokenizer.pieces("query")
+        if prefix != query_prefix:
+            raise LlaraError("one-forward pretraining needs the same passage and query prefix; "
+                             f"got {prefix} and {query_prefix}")
+        self.prefix = prefix
+        self.prefix_len = len(prefix)
+        self.suffix_lens = (len(self.ebae_suffix), len(self.ebar_suffix))
+        self.n_special = (len(prompt_tokenizer.special_ids["passage"]), len(prompt_tokenizer.special_ids["query"]))
+
+
+class PretrainCollator:
+    """Left-pads combined sequences; returns ids, position ids, segments, the columns of the EBAE and
+    EBAR special tokens (and of the LM predictions with their labels) and padded target-id sets."""
+
+    def __init__(self, prompt_tokenizer: PromptTokenizer, pad_id: int, with_lm: bool = True):
+        self.layout = SequenceLayout(prompt_tokenizer)
+        self.pad_id = pad_id
+        self.with_lm = with_lm
+
+    def __call__(self, examples: Sequence[PretrainExample]) -> dict[str, torch.Tensor]:
+        lay = self.layout
+        a_len, b_len = lay.suffix_lens
+        max_text = max(len(ex.text) for ex in examples)
+        width = lay.prefix_len + max_text + a_len + b_len
+        n = len(examples)
+        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        positions = torch.zeros((n, width), dtype=torch.long)
+        segments = torch.full((n, width), PAD, dtype=torch.long)
+        for row, ex in enumerate(examples):
+            shared = lay.prefix + ex.text
+            ids = shared + lay.ebae_suffix + lay.ebar_suffix
+            off = width - len(ids)
+            input_ids[row, off:] = torch.tensor(ids)
+            start_b = len(shared) + a_len
+            positions[row, off:off + start_b] = torch.arange(start_b)
+            positions[row, off + start_b:] = torch.arange(len(shared), len(shared) + b_len)
+            segments[row, off:off + len(shared)] = SHARED
+            segments[row, off + len(shared):off + start_b] = EBAE
+            segments[row, off + start_b:] = EBAR
+        text_end = width - a_len - b_len  # first column after the text, the same in every row
+        batch = {"input_ids": input_ids, "position_ids": positions, "segments": segments,
+                 "ebae_columns": torch.arange(text_end + a_len - lay.n_special[0], text_end + a_len),
+                 "ebar_columns": torch.arange(width - lay.n_special[1], width),
+                 "summarize_targets": _pad_targets([ex.summarize for ex in examples]),
+                 "predict_targets": _pad_targets([ex.predict for ex in examples])}
+        if self.with_lm:
+            # Columns P-1 .. text_end-2 predict the text tokens; rows with shorter text ignore the excess.
+            lm_columns = torch.arange(lay.prefix_len - 1, text_end - 1)
+            labels = input_ids[:, lm_columns + 1].clone()
+            for row, ex in enumerate(examples):
+                labels[row, :max_text - len(ex.text)] = -100
+            batch.update(lm_columns=lm_columns, lm_labels=labels)
+        return batch
+
+
+def _pad_targets(sets: Sequence[Sequence[int]]) -> torch.Tensor:
+    """``[n, max_len]`` target ids padded with -1 (at least one column)."""
+    out = torch.full((len(sets), max(1, max(len(s) for s in sets))), -1, dtype=torch.long)
+    for row, ids in enumerate(sets):
+        out[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
