@@ -16,6 +16,7 @@ from llara_retrieval.core.pooling import pool_special_tokens, transformer_body
 from llara_retrieval.core.precision import dtype_name, resolve_device, resolve_dtype
 from llara_retrieval.core.prompts import PromptTokenizer, Side
 from llara_retrieval.core.spec import SPEC_FILE, EncoderSpec
+from llara_retrieval.core.st_layout import write_st_files
 
 Passage = str | Mapping[str, str]
 PROGRESS_MIN_TEXTS = 256
@@ -125,7 +126,8 @@ class LlaraEncoder:
         return input_ids, (mask.to(self.device) if self.padding_side == "left" else None)
 
     def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
-        """Write a self-describing encoder dir (safetensors + tokenizer + ``llara_config.json``).
+        """Write a self-describing encoder dir (safetensors + tokenizer + ``llara_config.json``), which
+        ``SentenceTransformer(path)`` loads too (``core/st_layout.py``).
 
         The dir is written beside the target and renamed into place, so a failure leaves nothing
         that looks finished; an existing non-empty dir is replaced only with ``overwrite=True``.
@@ -141,6 +143,7 @@ class LlaraEncoder:
             provenance = self.spec.provenance or {"base_model": self.spec.base_model, "adapter": self.spec.adapter}
             replace(self.spec, base_model=".", gguf_file=None, adapter=None, dtype=dtype_name(self.dtype),
                     provenance=provenance).save(tmp / SPEC_FILE)
+            write_st_files(tmp, self.tokenizer, self.spec, self.dim, required=False)  # SentenceTransformer(path)
         return path
 
 

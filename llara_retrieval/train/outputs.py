@@ -1,5 +1,6 @@
 """Training output folders: refuse to overwrite, find the checkpoint to resume, write the final encoder dir
-(merged weights + tokenizer + ``llara_config.json``, written last) and, for LoRA, ``output_dir/adapter``."""
+(merged weights + tokenizer + the sentence-transformers files + ``llara_config.json``, written last) and,
+for LoRA, ``output_dir/adapter``."""
 from __future__ import annotations
 
 import os
@@ -69,6 +70,8 @@ def save_encoder(model: torch.nn.Module, tokenizer, spec: EncoderSpec, output_di
         encoder.save_pretrained(staging)
         (out / SPEC_FILE).unlink(missing_ok=True)
         for item in sorted(staging.iterdir(), key=lambda p: p.name == SPEC_FILE):
+            if (out / item.name).is_dir() and not (out / item.name).is_symlink():  # a folder of an earlier save
+                shutil.rmtree(out / item.name)
             os.replace(item, out / item.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
