@@ -14,7 +14,8 @@ from llara_retrieval._utils.errors import LlaraError
 from llara_retrieval.core.loading import load_model, resolve_spec
 from llara_retrieval.core.pooling import pool_special_tokens, transformer_body
 from llara_retrieval.core.precision import dtype_name, resolve_device, resolve_dtype
-from llara_retrieval.core.prompts import PromptTokenizer, Side
+from llara_retrieval.core.prompts import PromptTokenizer, Side, format_passage
+from llara_retrieval.core.sentencepiece_text import save_tokenizer
 from llara_retrieval.core.spec import SPEC_FILE, EncoderSpec
 from llara_retrieval.core.st_layout import write_st_files
 
@@ -75,22 +76,18 @@ class LlaraEncoder:
                            show_progress_bar)
 
     def passage_text(self, passage: Passage, index: int = 0) -> str:
-        """``title + separator + text`` for a record (the title is dropped if the separator is None)."""
-        if isinstance(passage, Mapping):
-            text = _check_text(passage.get("text"), index, "passage", field_name="text")
-            title = passage.get("title") or ""
-            if not isinstance(title, str):
-                raise LlaraError(f"passage {index}: 'title' must be a string, got {type(title).__name__}")
-            sep = self.spec.title_separator
-            return f"{title.strip()}{sep}{text}" if (title.strip() and sep is not None) else text
-        return _check_text(passage, index, "passage")
+        """The text a passage is encoded as (``format_passage`` with the spec's ``title_separator``)."""
+        if not isinstance(passage, Mapping):
+            passage = _check_text(passage, index, "passage")
+        return format_passage(passage, self.spec.title_separator, f"passage {index}")
 
     def encode(self, texts: Sequence[str], side: Side, batch_size: int = 32, max_length: int | None = None,
                show_progress_bar: bool | None = None) -> np.ndarray:
-        """Vectors of bare texts wrapped in the ``side`` prompt, truncated to ``max_length`` tokens."""
+        """Vectors of bare texts wrapped in the ``side`` prompt; ``max_length`` covers what the spec's
+        ``length_budget`` says (the whole sequence, or the text with the prompt on top)."""
         if batch_size < 1:
             raise LlaraError(f"batch_size must be at least 1, not {batch_size}")
-        ids = self.prompt_tokenizer.build(texts, side, max_length)
+        ids = self.prompt_tokenizer.build(texts, side, max_length, self.spec.length_budget)
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         show = len(ids) >= PROGRESS_MIN_TEXTS if show_progress_bar is None else show_progress_bar
@@ -139,7 +136,7 @@ class LlaraEncoder:
             raise LlaraError(f"{path}: already exists and is not empty (pass overwrite=True to replace it)")
         with atomic_dir(path, replace=True) as tmp:
             self.model.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
+            save_tokenizer(self.tokenizer, tmp)
             provenance = self.spec.provenance or {"base_model": self.spec.base_model, "adapter": self.spec.adapter}
             replace(self.spec, base_model=".", gguf_file=None, adapter=None, dtype=dtype_name(self.dtype),
                     provenance=provenance).save(tmp / SPEC_FILE)

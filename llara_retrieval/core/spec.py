@@ -1,8 +1,10 @@
 """Encoder specs: the small JSON that makes an encoder dir (or a named encoder) self-describing.
 
 A spec names the base model, an optional PEFT adapter, the prompts and special tokens, the pooling,
-the default max lengths and dtype: everything needed to reproduce the vectors. Relative paths in a
-spec file are resolved against the file's folder.
+the default max lengths and what they cover (``length_budget``: the whole sequence, as fine-tuning
+cut it, or the text alone, as the released models' card), how titles join the text and the dtype
+(null: the device's fast one): everything needed to reproduce the vectors. Relative paths in a spec
+file are resolved against the file's folder.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from llara_retrieval._utils.errors import LlaraError
-from llara_retrieval.core.prompts import LlaraPrompts
+from llara_retrieval.core.prompts import BUDGETS, LlaraPrompts
 
 SPEC_FORMAT = "llara-encoder/1"
 SPEC_FILE = "llara_config.json"
@@ -27,6 +29,7 @@ class EncoderSpec:
     pooling: str = POOLING
     query_max_length: int = 64
     passage_max_length: int = 512
+    length_budget: str = "sequence"
     title_separator: str | None = " "
     dtype: str | None = None
     description: str = ""
@@ -51,6 +54,9 @@ class EncoderSpec:
         spec = cls(**data)
         if spec.pooling != POOLING:
             raise LlaraError(f"{source}: unsupported pooling {spec.pooling!r} (only {POOLING!r})")
+        if spec.length_budget not in BUDGETS:
+            raise LlaraError(f"{source}: length_budget must be one of {', '.join(map(repr, BUDGETS))}, "
+                             f"not {spec.length_budget!r}")
         return spec
 
     @classmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from llara_retrieval._utils.atomic import atomic_save_figure, atomic_write
+from llara_retrieval.core.sentencepiece_text import save_tokenizer
 from llara_retrieval.core.spec import SPEC_FILE, EncoderSpec
 
 LOSS_LOG = "loss_log.jsonl"
@@ -55,7 +56,7 @@ class CheckpointSpecWriter(TrainerCallback):
             if not self.spec.adapter:
                 replace(self.spec, adapter=".").save(folder / SPEC_FILE)
             return
-        self.tokenizer.save_pretrained(folder)
+        save_tokenizer(self.tokenizer, folder)
         replace(self.spec, base_model=".", gguf_file=None, adapter=None).save(folder / SPEC_FILE)
 
 
