@@ -6,18 +6,18 @@ from pathlib import Path
 from typing import Iterator
 
 from llara_retrieval._utils.errors import LlaraError, at
+from llara_retrieval._utils.text import read_lines
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     """``(line number, record)`` for each non-blank line; a bad line is a one-line ``file:line`` error."""
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LlaraError(f"{at(path, lineno)}: invalid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise LlaraError(f"{at(path, lineno)}: expected a JSON object")
-            yield lineno, record
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LlaraError(f"{at(path, lineno)}: invalid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise LlaraError(f"{at(path, lineno)}: expected a JSON object")
+        yield lineno, record

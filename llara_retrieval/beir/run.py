@@ -75,8 +75,10 @@ def run_beir(datasets: Sequence[str | Path], encoder: str | Path | None = None, 
     bm25 = bm25 or hybrid
     if encoder is None and not bm25:
         raise LlaraError("nothing to run: pass an encoder and/or ask for BM25")
-    if top_k < 1 or batch_size < 1:
-        raise LlaraError("top_k and batch_size must be at least 1")
+    for flag, value in (("--top-k", top_k), ("--batch-size", batch_size), ("--chunk-size", chunk_size),
+                        ("--threads", threads)):
+        if value < 1:
+            raise LlaraError(f"{flag} must be at least 1, not {value}")
     if not 0.0 <= hybrid_weight <= 1.0:
         raise LlaraError(f"the hybrid weight must be in [0, 1], not {hybrid_weight}")
     quiet = not show_progress_bar

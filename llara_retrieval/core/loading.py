@@ -1,5 +1,9 @@
 """Resolve what a user names (default, spec file, encoder dir, HF dir, GGUF, adapter dir, hub id) and
-load the model and tokenizer with the LLaRA special tokens in place."""
+load the model and tokenizer with the LLaRA special tokens in place.
+
+Every failure to load (a missing, garbled or truncated ``model.safetensors``, a bad adapter) is one
+:class:`LlaraError` line for every entry point; weights load only from safetensors, never from pickles.
+"""
 from __future__ import annotations
 
 import json
@@ -7,9 +11,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
-from llara_retrieval._utils.errors import LlaraError, first_line
+from llara_retrieval._utils.errors import LlaraError, at, first_line
+from llara_retrieval._utils.text import read_text
 from llara_retrieval.core.spec import SPEC_FILE, EncoderSpec, is_spec_file
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+PICKLED_ADAPTER = "adapter_model.bin"
+# What a missing, garbled or truncated model file raises inside transformers, safetensors, gguf and PEFT.
+LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, EOFError, SafetensorError)
 
 
 def resolve_spec(name_or_path: str | Path | None) -> EncoderSpec:
@@ -24,10 +36,10 @@ def resolve_spec(name_or_path: str | Path | None) -> EncoderSpec:
     if path.is_dir():
         if (path / SPEC_FILE).is_file():
             return EncoderSpec.load(path / SPEC_FILE)
-        if (path / "adapter_config.json").is_file():
-            base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        if (path / ADAPTER_CONFIG).is_file():
+            base = _adapter_config(path / ADAPTER_CONFIG).get("base_model_name_or_path")
             if not base:
-                raise LlaraError(f"{path / 'adapter_config.json'}: adapter does not name its base model")
+                raise LlaraError(f"{path / ADAPTER_CONFIG}: adapter does not name its base model")
             return replace(resolve_spec(base), adapter=str(path.resolve()))
         if (path / "config.json").is_file():
             return EncoderSpec(base_model=str(path.resolve()))
@@ -37,6 +49,40 @@ def resolve_spec(name_or_path: str | Path | None) -> EncoderSpec:
     if str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") > 1:
         raise LlaraError(f"{name_or_path}: no such file or directory")
     return EncoderSpec(base_model=str(name_or_path))  # a hub id
+
+
+def _adapter_config(path: Path) -> dict:
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise LlaraError(f"{at(path, exc.lineno)}: invalid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise LlaraError(f"{path}: expected a JSON object")
+    return data
+
+
+def local_adapter_dir(adapter: str) -> Path:
+    """The local folder of a PEFT adapter, holding its weights as safetensors (fetched from the hub if named).
+
+    Weights load only from safetensors: an adapter saved only as ``adapter_model.bin`` (a pickle) is refused
+    before anything is read from it.
+    """
+    path = Path(adapter).expanduser()
+    if not path.is_dir():
+        if str(adapter).startswith((".", "/", "~")):
+            raise LlaraError(f"{adapter}: no such adapter folder")
+        from huggingface_hub import snapshot_download
+
+        try:
+            path = Path(snapshot_download(str(adapter), allow_patterns=[ADAPTER_CONFIG, ADAPTER_WEIGHTS]))
+        except Exception as exc:  # offline, unknown repo, ...
+            raise LlaraError(f"cannot fetch adapter {adapter!r}: {first_line(exc)}") from None
+    if not (path / ADAPTER_WEIGHTS).is_file():
+        found = "only adapter_model.bin, a pickle that is never loaded" if (path / PICKLED_ADAPTER).exists() \
+            else "none"
+        raise LlaraError(f"{path}: adapter weights load only from {ADAPTER_WEIGHTS} (found {found}); "
+                         "re-save the adapter with safe_serialization=True")
+    return path
 
 
 def add_llara_tokens(model: torch.nn.Module, tokenizer, tokens: list[str]) -> None:
@@ -64,26 +110,30 @@ def _load_base(base: str, gguf_file: str | None, dtype: torch.dtype, trust_remot
     if gguf_file:  # a GGUF file inside a model folder
         base = str(Path(base) / gguf_file)
     if base.endswith(".gguf"):
-        model, tokenizer = load_gguf(Path(base))
+        try:
+            model, tokenizer = load_gguf(Path(base))
+        except LOAD_ERRORS as exc:
+            raise LlaraError(f"cannot load GGUF model {base!r}: {first_line(exc)}") from None
         return model.to(dtype), tokenizer
     try:
         tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, use_safetensors=True,
                                                      trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
+    except LOAD_ERRORS as exc:
         raise LlaraError(f"cannot load model {base!r}: {first_line(exc)}") from None
     return model, tokenizer
 
 
 def load_model(spec: EncoderSpec, dtype: torch.dtype, trust_remote_code: bool = False):
     """Causal LM and tokenizer for ``spec``: base model, special tokens, then the adapter merged in."""
+    adapter = local_adapter_dir(spec.adapter) if spec.adapter else None  # refused before the base loads
     model, tokenizer = _load_base(spec.base_model, spec.gguf_file, dtype, trust_remote_code)
     add_llara_tokens(model, tokenizer, spec.prompts.special_tokens)
-    if spec.adapter:
+    if adapter is not None:
         from peft import PeftModel
 
         try:
-            model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
-        except (OSError, ValueError, RuntimeError) as exc:
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        except LOAD_ERRORS as exc:
             raise LlaraError(f"cannot load adapter {spec.adapter!r}: {first_line(exc)}") from None
     return model.eval(), tokenizer

@@ -13,6 +13,8 @@ from typing import Iterator, Sequence
 
 from llara_retrieval._utils.errors import LlaraError, at
 from llara_retrieval._utils.jsonl import read_jsonl
+from llara_retrieval._utils.recurring import DuplicateIds, Recurring, null_text_message
+from llara_retrieval._utils.text import read_lines
 
 ID_FIELDS = ("id", "_id", "docid")
 
@@ -47,11 +49,7 @@ def _records(files: Sequence[Path]) -> Iterator[tuple[Path, int, dict]]:
 
 def count_documents(files: Sequence[Path]) -> int:
     """Non-blank lines (read_jsonl's records), counted without parsing them."""
-    total = 0
-    for file in files:
-        with open(file, encoding="utf-8") as handle:
-            total += sum(1 for line in handle if line.strip())
-    return total
+    return sum(1 for file in files for _, line in read_lines(file) if line.strip())
 
 
 def shard_bounds(total: int, shard_id: int, shard_num: int) -> tuple[int, int]:
@@ -63,16 +61,29 @@ def shard_bounds(total: int, shard_id: int, shard_num: int) -> tuple[int, int]:
     return start, (total if shard_id == shard_num - 1 else start + size)
 
 
-def parse_document(record: dict, file: Path, lineno: int, fields: Sequence[str], docid_field: str | None = None,
-                   delimiter: str = "\n") -> tuple[str, list[str]]:
-    """``(doc id, field values)`` of one corpus record; anything unusable is a ``file:line`` error."""
-    where = at(file, lineno)
+def document_id(record: dict, docid_field: str | None = None) -> str | None:
+    """The id of a corpus record (``docid_field``, else the first of ``id``, ``_id``, ``docid``), or None."""
     keys = (docid_field,) if docid_field else ID_FIELDS
     doc_id = next((record[k] for k in keys if record.get(k) is not None), None)
-    if doc_id is None or isinstance(doc_id, (dict, list)):
+    return None if doc_id is None or isinstance(doc_id, (dict, list)) else str(doc_id)
+
+
+def parse_document(record: dict, file: Path, lineno: int, fields: Sequence[str], docid_field: str | None = None,
+                   delimiter: str = "\n", nulls: Recurring | None = None) -> tuple[str, list[str]]:
+    """``(doc id, field values)`` of one corpus record; anything unusable is a ``file:line`` error.
+
+    A null field reads as empty text; ``nulls`` collects those (the title excepted) for one warning.
+    """
+    where = at(file, lineno)
+    doc_id = document_id(record, docid_field)
+    if doc_id is None:
+        keys = (docid_field,) if docid_field else ID_FIELDS
         raise LlaraError(f"{where}: no document id (field {' or '.join(repr(k) for k in keys)})")
     if all(f in record for f in fields):
         values = [record[f] if record[f] is not None else "" for f in fields]
+        null = next((f for f in fields if record[f] is None and f != "title"), None)
+        if null and nulls is not None:
+            nulls.add(where, null_text_message(doc_id, null, record))
     elif isinstance(record.get("contents"), str):
         values = _split_contents(record["contents"], len(fields), delimiter, where)
     else:
@@ -81,7 +92,7 @@ def parse_document(record: dict, file: Path, lineno: int, fields: Sequence[str],
     for name, value in zip(fields, values):
         if not isinstance(value, str):
             raise LlaraError(f"{where}: field {name!r} must be a string, got {type(value).__name__}")
-    return str(doc_id), values
+    return doc_id, values
 
 
 def _split_contents(contents: str, n_fields: int, delimiter: str, where: str) -> list[str]:
@@ -96,19 +107,32 @@ def _split_contents(contents: str, n_fields: int, delimiter: str, where: str) ->
 
 def read_shard(corpus: str | Path, fields: Sequence[str] = ("text",), docid_field: str | None = None,
                delimiter: str = "\n", shard_id: int = 0, shard_num: int = 1) -> CorpusShard:
-    """All documents of one shard, checked; an empty corpus is an error."""
+    """All documents of one shard, checked; an empty corpus is an error.
+
+    A repeated doc id keeps the corpus's first record (with one warning, as the BEIR reader does), also
+    across shards: the merged shards hold exactly the documents of an unsharded encode.
+    """
     files = corpus_files(corpus)
     total = count_documents(files)
     if total == 0:
         raise LlaraError(f"{at(files[0]) if len(files) == 1 else corpus}: empty corpus (no documents)")
     start, end = shard_bounds(total, shard_id, shard_num)
     shard = CorpusShard(fields={f: [] for f in fields})
+    seen = DuplicateIds("doc id")
+    nulls = Recurring("such document(s)")
     for index, (file, lineno, record) in enumerate(_records(files)):
         if index >= end:
             break
-        if index >= start:
-            doc_id, values = parse_document(record, file, lineno, fields, docid_field, delimiter)
+        if index < start:  # an earlier shard's record: only its id matters here
+            doc_id = document_id(record, docid_field)
+            if doc_id is not None:
+                seen.remember(doc_id, file, lineno)
+            continue
+        doc_id, values = parse_document(record, file, lineno, fields, docid_field, delimiter, nulls)
+        if seen.is_new(doc_id, file, lineno):
             shard.ids.append(doc_id)
             for name, value in zip(fields, values):
                 shard.fields[name].append(value)
+    seen.warn()
+    nulls.warn()
     return shard

@@ -49,6 +49,8 @@ def encode_corpus(corpus: str | Path, output: str | Path, encoder: EncoderArg,
     ``encoder`` is a :class:`~llara_retrieval.LlaraEncoder`, a name for ``LlaraEncoder.from_pretrained``
     or a function returning one: the corpus and ``output`` are checked before the model is loaded.
     """
+    if batch_size < 1:
+        raise LlaraError(f"--batch-size must be at least 1, not {batch_size}")
     fields = list(fields or input_fields)
     unknown = [f for f in fields if f not in input_fields]
     if unknown:

@@ -55,10 +55,14 @@ def check_pyserini_flags(prog: str, args: argparse.Namespace, ignored: Mapping[s
 def encoder_loader(args: argparse.Namespace) -> Callable[[], "LlaraEncoder"]:
     """A loader for the encoder the parsed flags name (``--encoder``, ``--device``, ``--dtype``/``--fp16``), so a
     CLI hands its library function a typed callable and the model loads only once the inputs are checked."""
-    from llara_retrieval.core.encoder import LlaraEncoder
-
     name, device, dtype = args.encoder, args.device, ("float16" if args.fp16 else args.dtype)
-    return lambda: LlaraEncoder.from_pretrained(name, device=device, dtype=dtype)
+
+    def load() -> "LlaraEncoder":
+        from llara_retrieval.core.encoder import LlaraEncoder  # torch is imported only now: bad inputs fail fast
+
+        return LlaraEncoder.from_pretrained(name, device=device, dtype=dtype)
+
+    return load
 
 
 def split_subcommands(argv: list[str], commands: tuple[str, ...]) -> dict[str, list[str]]:

@@ -64,10 +64,12 @@ def search(index_dir: str | Path, topics: str | Path, encoder, output: str | Pat
     """Search ``index_dir`` for every topic; write the run (and metrics when qrels are known).
 
     ``encoder`` is a :class:`~llara_retrieval.LlaraEncoder`, a name, or a function returning one (the
-    index and topics are read first, so their errors come before the model loads).
+    index, topics and qrels are read first, so their errors come before the model loads and leave no file).
     """
     if hits < 1:
         raise LlaraError(f"--hits must be positive, not {hits}")
+    if batch_size < 1:
+        raise LlaraError(f"--batch-size must be at least 1, not {batch_size}")
     if output_format not in ("trec", "msmarco"):
         raise LlaraError(f"--output-format {output_format!r}: only 'trec' and 'msmarco'")
     encoder_name = encoder_name or (str(encoder) if isinstance(encoder, (str, Path)) else "encoder")
@@ -78,6 +80,7 @@ def search(index_dir: str | Path, topics: str | Path, encoder, output: str | Pat
     index, docids = read_index(index_dir)
     queries = read_topics(topics)
     qrels_path = _qrels_path(qrels, topics)
+    judgements = read_qrels(qrels_path) if qrels_path is not None else None  # a bad file stops us before any output
     encoder = _materialise(encoder)
     if index.d != encoder.dim:
         raise LlaraError(f"{index_dir}: index vectors have dimension {index.d} but encoder {encoder_name} gives "
@@ -95,8 +98,8 @@ def search(index_dir: str | Path, topics: str | Path, encoder, output: str | Pat
     else:
         atomic_write(output, _msmarco_text(run, hits))
     result = SearchOutput(output)
-    if qrels_path is not None:
-        result.metrics = evaluate(read_qrels(qrels_path), run)
+    if judgements is not None:
+        result.metrics = evaluate(judgements, run)
         result.metrics_path = write_metrics({
             "metrics": result.metrics, "run": str(output), "encoder": encoder_name, "index": str(index_dir),
             "topics": str(topics), "qrels": str(qrels_path), "hits": hits, "queries": len(qids),

@@ -6,7 +6,6 @@ folder (``$LLARA_TOPICS_DIR``) there first, so ``--topics beir-v1.0.0-scifact-te
 """
 from __future__ import annotations
 
-import gzip
 import os
 import re
 from pathlib import Path
@@ -14,6 +13,8 @@ from pathlib import Path
 from llara_retrieval._utils.atomic import atomic_copy
 from llara_retrieval._utils.errors import LlaraError, at, first_line
 from llara_retrieval._utils.jsonl import read_jsonl
+from llara_retrieval._utils.recurring import DuplicateIds
+from llara_retrieval._utils.text import read_lines
 
 TOPICS_ENV = "LLARA_TOPICS_DIR"
 Topics = dict[str, str]
@@ -75,12 +76,18 @@ def read_topics(name_or_path: str | Path) -> Topics:
 
 
 def read_topics_file(path: Path) -> Topics:
+    """Topics of a ``qid<TAB>query`` TSV (``.gz`` too) or JSONL file; a repeated id keeps its first query,
+    with one warning that names both lines."""
     if path.name.endswith(".jsonl"):
-        topics = dict(_jsonl_topic(record, path, lineno) for lineno, record in read_jsonl(path))
+        rows = ((lineno, _jsonl_topic(record, path, lineno)) for lineno, record in read_jsonl(path))
     else:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as handle:
-            topics = dict(_tsv_topic(line, path, lineno) for lineno, line in enumerate(handle, 1) if line.strip())
+        rows = ((lineno, _tsv_topic(line, path, lineno)) for lineno, line in read_lines(path) if line.strip())
+    topics: Topics = {}
+    seen = DuplicateIds("topic id")
+    for lineno, (qid, text) in rows:
+        if seen.is_new(qid, path, lineno):
+            topics[qid] = text
+    seen.warn()
     if not topics:
         raise LlaraError(f"{path}: no topics")
     return topics

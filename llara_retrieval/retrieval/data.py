@@ -2,12 +2,10 @@
 
 A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl`` (``_id``,
 ``text``) and ``qrels/<split>.tsv``. Errors name the file and line; recoverable problems (duplicate doc
-ids, judgements for unknown queries or documents) are one-line :class:`LlaraWarning` s.
+ids, null texts, judgements for unknown queries or documents) are one-line :class:`LlaraWarning` s.
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -15,9 +13,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from llara_retrieval._utils.atomic import temp_dir_beside
 from llara_retrieval._utils.cache_dir import cache_root, file_sha256
 from llara_retrieval._utils.errors import LlaraError, LlaraWarning, at
 from llara_retrieval._utils.jsonl import read_jsonl
+from llara_retrieval._utils.recurring import DuplicateIds, Recurring, null_text_message
+from llara_retrieval._utils.text import read_lines
 from llara_retrieval.retrieval.runs import Qrels, read_qrels
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
@@ -56,23 +57,22 @@ def _field(record: dict, key: str, path: Path, lineno: int, required: bool = Tru
 
 
 def read_corpus(path: str | Path) -> dict[str, dict[str, str]]:
-    """``{doc_id: {"title", "text"}}``; a duplicate id keeps its first record, with a warning."""
+    """``{doc_id: {"title", "text"}}``; a duplicate id keeps its first record and a null or missing text reads
+    as empty, each with one warning."""
     path = Path(path)
     corpus: dict[str, dict[str, str]] = {}
-    first_line: dict[str, int] = {}
-    duplicates: list[tuple[int, str]] = []
+    seen = DuplicateIds("doc id")
+    empty = Recurring("such document(s)")
     for lineno, record in read_jsonl(path):
         doc_id = _field(record, "_id", path, lineno)
-        if doc_id in corpus:
-            duplicates.append((lineno, doc_id))
+        if not seen.is_new(doc_id, path, lineno):
             continue
-        first_line[doc_id] = lineno
+        if record.get("text") is None:
+            empty.add(at(path, lineno), null_text_message(doc_id, "text", record))
         corpus[doc_id] = {"title": _field(record, "title", path, lineno, required=False),
                           "text": _field(record, "text", path, lineno, required=False)}
-    if duplicates:
-        lineno, doc_id = duplicates[0]
-        warnings.warn(f"{at(path, lineno)}: duplicate doc id {doc_id!r} (first at line {first_line[doc_id]}); "
-                      f"kept the first record ({len(duplicates)} duplicate(s) in all)", LlaraWarning, stacklevel=2)
+    seen.warn()
+    empty.warn()
     if not corpus:
         raise LlaraError(f"{path}: no documents")
     return corpus
@@ -92,11 +92,10 @@ def read_queries(path: str | Path) -> dict[str, str]:
 
 def _first_line(path: Path, values: set[str], doc: bool) -> int | None:
     """Line of the first qrels row whose query (or doc) id is in ``values``, to point at a problem."""
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            parts = line.split()  # BEIR: qid docid rel; TREC: qid 0 docid rel
-            if len(parts) in (3, 4) and parts[-2 if doc else 0] in values:
-                return lineno
+    for lineno, line in read_lines(path):
+        parts = line.split()  # BEIR: qid docid rel; TREC: qid 0 docid rel
+        if len(parts) in (3, 4) and parts[-2 if doc else 0] in values:
+            return lineno
     return None
 
 
@@ -154,9 +153,7 @@ def resolve_dataset(name_or_path: str | Path, cache_dir: str | Path | None = Non
 def download_dataset(name: str, target: Path, timeout: float = 30.0) -> Path:
     """Download and unzip a BEIR dataset beside ``target`` and rename it into place."""
     url = BEIR_URL.format(name=name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
-    try:
+    with temp_dir_beside(target) as tmp:
         archive = tmp / f"{name}.zip"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(archive, "wb") as out:
@@ -171,8 +168,6 @@ def download_dataset(name: str, target: Path, timeout: float = 30.0) -> Path:
         if inner is None:
             raise LlaraError(f"{url}: the archive holds no corpus.jsonl")
         inner.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from llara_retrieval._utils.atomic import atomic_file, atomic_write
+from llara_retrieval._utils.errors import LlaraError
 from llara_retrieval.core.default_model import default_model_dir
 from llara_retrieval.core.encoder import LlaraEncoder
 from llara_retrieval.core.precision import dtype_name
@@ -69,6 +70,8 @@ def cached_corpus_embeddings(encode_passages: EncodePassages, corpus: Mapping[st
     Once a chunk exists, the entry keeps its chunk size (``chunk_size`` is then ignored). Small chunks
     lose little work to an interruption on a CPU; on a GPU a few seconds each is still cheap.
     """
+    if chunk_size < 1 or batch_size < 1:
+        raise LlaraError(f"chunk_size and batch_size must be at least 1, not {chunk_size} and {batch_size}")
     folder = Path(folder)
     doc_ids = encoding_order(corpus)
     ids_sha = hashlib.sha256("\n".join(doc_ids).encode()).hexdigest()

@@ -3,21 +3,21 @@
 An index dir holds ``index`` (a Faiss inner-product index) and ``docid`` (one id a line), exactly what
 ``pyserini.search.faiss.FaissSearcher`` reads; ``embeddings.jsonl`` (``id``, ``contents``, ``vector``)
 is Pyserini's other encode output. ``llara_index.json`` records the encoder and dimension. Outputs are
-built in a hidden ``.<name>.partial-*`` dir and moved into place at the end, ``index`` last, so an
+built in a hidden ``.<name>.partial-*`` dir (one a killed run left is removed by the next) and moved into place at the end, ``index`` last, so an
 interrupted run never leaves a file that looks finished. Faiss runs on GPU when faiss-gpu and CUDA
 are present (flat indexes), on CPU otherwise.
 """
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from llara_retrieval._utils.atomic import temp_dir_beside
 from llara_retrieval._utils.errors import LlaraError, at
+from llara_retrieval._utils.text import read_lines
 
 INDEX_FILE = "index"
 DOCID_FILE = "docid"
@@ -27,7 +27,11 @@ OUTPUT_FILES = (JSONL_FILE, DOCID_FILE, META_FILE, INDEX_FILE)  # the order they
 
 
 class OutputDir:
-    """A hidden temp dir beside ``path`` whose files replace those in ``path`` only on success."""
+    """A hidden temp dir beside ``path`` whose files replace those in ``path`` only on success.
+
+    Checks ``path`` when made (before any work), builds in :func:`temp_dir_beside` (which also removes the
+    temps of killed earlier runs) and moves the files in on a clean exit, ``index`` last.
+    """
 
     def __init__(self, path: str | Path, overwrite: bool = False):
         self.path = Path(path).expanduser()
@@ -36,11 +40,12 @@ class OutputDir:
             raise LlaraError(f"{self.path}: exists and is not a folder")
         if existing and not overwrite:
             raise LlaraError(f"{self.path}: already holds {', '.join(existing)} (pass --overwrite to replace)")
+        self._temp = None
         self.tmp: Path | None = None
 
     def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent))
+        self._temp = temp_dir_beside(self.path)
+        self.tmp = self._temp.__enter__()
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -54,7 +59,7 @@ class OutputDir:
                     if (self.tmp / name).exists():
                         (self.tmp / name).replace(self.path / name)
         finally:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            self._temp.__exit__(None, None, None)
 
 
 class VectorWriter:
@@ -102,8 +107,7 @@ def read_meta(folder: str | Path) -> dict:
 
 
 def read_docids(path: Path) -> list[str]:
-    with open(path, encoding="utf-8") as handle:
-        return [line.rstrip("\n") for line in handle]
+    return [line for _, line in read_lines(path)]
 
 
 def read_vectors(folder: str | Path) -> tuple[list[str], np.ndarray]:
@@ -114,15 +118,14 @@ def read_vectors(folder: str | Path) -> tuple[list[str], np.ndarray]:
         return ids, index.reconstruct_n(0, index.ntotal)
     if (folder / JSONL_FILE).is_file():
         ids, rows = [], []
-        with open(folder / JSONL_FILE, encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, 1):
-                try:
-                    record = json.loads(line)
-                    ids.append(str(record["id"]))
-                    rows.append(record["vector"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise LlaraError(f"{at(folder / JSONL_FILE, lineno)}: not an embeddings record "
-                                     "{\"id\", \"vector\"}") from None
+        for lineno, line in read_lines(folder / JSONL_FILE):
+            try:
+                record = json.loads(line)
+                ids.append(str(record["id"]))
+                rows.append(record["vector"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise LlaraError(f"{at(folder / JSONL_FILE, lineno)}: not an embeddings record "
+                                 "{\"id\", \"vector\"}") from None
         if not rows:
             raise LlaraError(f"{folder / JSONL_FILE}: no vectors")
         try:

@@ -4,12 +4,14 @@ Shared by the Pyserini, BEIR, training and reproduction paths, so every run file
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Mapping
 
 from llara_retrieval._utils.atomic import atomic_write
 from llara_retrieval._utils.errors import LlaraError
+from llara_retrieval._utils.text import read_lines
 
 Run = dict[str, dict[str, float]]
 Qrels = dict[str, dict[str, int]]
@@ -21,42 +23,50 @@ def ranked(scores: Mapping[str, float], depth: int | None = None) -> list[str]:
 
 
 def read_qrels(path: str | Path) -> Qrels:
-    """Qrels in BEIR TSV (``query-id corpus-id score`` with header) or TREC (``qid 0 docid rel``) format."""
+    """Qrels in BEIR TSV (``query-id corpus-id score`` with header) or TREC (``qid 0 docid rel``) format.
+
+    Grades are integers (``1.0`` is read as 1); anything else, ``2.7``, ``inf`` or ``nan``, is a ``file:line`` error.
+    """
     qrels: Qrels = {}
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            parts = line.split()
-            if not parts or (lineno == 1 and parts[0] == "query-id"):
-                continue
-            if len(parts) == 3:
-                qid, docid, rel = parts
-            elif len(parts) == 4:
-                qid, _, docid, rel = parts
-            else:
-                raise LlaraError(f"{path}:{lineno}: expected 3 (BEIR) or 4 (TREC) columns, got {len(parts)}")
-            try:
-                qrels.setdefault(qid, {})[docid] = int(float(rel))
-            except ValueError:
-                raise LlaraError(f"{path}:{lineno}: relevance {rel!r} is not a number") from None
+    for lineno, line in read_lines(path):
+        parts = line.split()
+        if not parts or (lineno == 1 and parts[0] == "query-id"):
+            continue
+        if len(parts) == 3:
+            qid, docid, rel = parts
+        elif len(parts) == 4:
+            qid, _, docid, rel = parts
+        else:
+            raise LlaraError(f"{path}:{lineno}: expected 3 (BEIR) or 4 (TREC) columns, got {len(parts)}")
+        qrels.setdefault(qid, {})[docid] = _grade(rel, path, lineno)
     if not qrels:
         raise LlaraError(f"{path}: no judgements")
     return qrels
 
 
+def _grade(text: str, path: str | Path, lineno: int) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise LlaraError(f"{path}:{lineno}: relevance {text!r} is not a number") from None
+    if not math.isfinite(value) or value != int(value):
+        raise LlaraError(f"{path}:{lineno}: relevance {text!r} is not an integer grade")
+    return int(value)
+
+
 def read_run(path: str | Path) -> Run:
     """A TREC run file (``qid Q0 docid rank score tag``)."""
     run: Run = {}
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise LlaraError(f"{path}:{lineno}: a TREC run line has 6 columns, got {len(parts)}")
-            try:
-                run.setdefault(parts[0], {})[parts[2]] = float(parts[4])
-            except ValueError:
-                raise LlaraError(f"{path}:{lineno}: score {parts[4]!r} is not a number") from None
+    for lineno, line in read_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 6:
+            raise LlaraError(f"{path}:{lineno}: a TREC run line has 6 columns, got {len(parts)}")
+        try:
+            run.setdefault(parts[0], {})[parts[2]] = float(parts[4])
+        except ValueError:
+            raise LlaraError(f"{path}:{lineno}: score {parts[4]!r} is not a number") from None
     return run
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from llara_retrieval._utils.errors import LlaraError
+
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 
@@ -58,6 +60,12 @@ class LlaraTrainingArguments(TrainingArguments):
     activation_checkpointing_kwargs: dict | str | None = field(
         default_factory=lambda: {"use_reentrant": False},
         metadata={"help": "Passed to torch.utils.checkpoint (non-reentrant works with frozen embeddings)."})
+
+    def __post_init__(self) -> None:
+        for flag in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, flag) < 1:  # HF would fail deep inside torch, after the model loaded
+                raise LlaraError(f"--{flag} must be at least 1, not {getattr(self, flag)}")
+        super().__post_init__()
 
 
 @dataclass

@@ -21,7 +21,7 @@ import torch
 from transformers import HfArgumentParser, Trainer
 
 from llara_retrieval._utils.cli import run_cli
-from llara_retrieval._utils.errors import LlaraError
+from llara_retrieval._utils.errors import LlaraError, first_line
 from llara_retrieval.core.loading import load_model, resolve_spec
 from llara_retrieval.core.precision import resolve_dtype
 from llara_retrieval.train.arguments import LlaraTrainingArguments, ModelArguments
@@ -104,8 +104,21 @@ def run_training(trainer: Trainer, resume_from: str | None) -> None:
 def cli_main(stage: str, dataclass_types: tuple, run: Callable, argv: Sequence[str] | None = None,
              **run_kwargs) -> int:
     """A training command's ``main``: parse ``argv`` into ``dataclass_types`` (HF style, ``--snake_case``
-    flags) and call ``run(*parsed, **run_kwargs)`` under ``run_cli`` (one-line errors, exit status)."""
+    flags) and call ``run(*parsed, **run_kwargs)`` under ``run_cli`` (one-line errors, exit status).
+
+    Parsing happens inside ``run_cli`` too, so a value the argument classes refuse (``--per_device_train_batch_size
+    0``, a flag combination HF rejects) is a one-line error, not a traceback.
+    """
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     parser = HfArgumentParser(dataclass_types, prog=f"python -m llara_retrieval.train {stage}")
-    parsed = parser.parse_args_into_dataclasses(args=list(argv) if argv is not None else None)
-    return run_cli(stage, lambda: run(*parsed, **run_kwargs))  # training itself says how to --resume
+
+    def body():
+        try:
+            parsed = parser.parse_args_into_dataclasses(args=list(argv) if argv is not None else None)
+        except LlaraError:
+            raise
+        except ValueError as exc:
+            raise LlaraError(first_line(exc)) from None
+        return run(*parsed, **run_kwargs)
+
+    return run_cli(stage, body)  # training itself says how to --resume

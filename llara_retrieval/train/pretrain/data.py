@@ -19,6 +19,8 @@ from tqdm.auto import tqdm
 
 from llara_retrieval._utils.errors import LlaraError, at
 from llara_retrieval._utils.jsonl import read_jsonl
+from llara_retrieval._utils.recurring import Recurring
+from llara_retrieval._utils.text import read_text
 from llara_retrieval.core.prompts import PromptTokenizer
 
 FIELDS = ("input", "output_summarize", "output_predict")
@@ -42,14 +44,23 @@ def data_files(path: str | Path) -> list[Path]:
 
 
 def read_pretrain_records(path: str | Path) -> list[tuple[str, str, str]]:
-    """``(input, output_summarize, output_predict)`` triples; ``output_*`` default to ``input``/empty."""
+    """``(input, output_summarize, output_predict)`` triples; ``output_summarize`` defaults to ``input``.
+
+    A record without ``output_predict`` has no EBAR target (it trains EBAE and the LM only): read as empty,
+    with one :class:`LlaraWarning` naming the first such line and the count. ``prepare`` always writes the
+    field (empty for a document's last chunk), so the warning points at data from elsewhere.
+    """
     records = []
+    unpredicted = Recurring("such record(s)")
     for file in data_files(path):
         for lineno, rec in read_jsonl(file):
             text = rec.get("input")
             if not isinstance(text, str) or not text.strip():
                 raise LlaraError(f"{at(file, lineno)}: field 'input' must be a non-empty string "
                                  f"(expected {{{', '.join(repr(f) for f in FIELDS)}}})")
+            if "output_predict" not in rec:
+                unpredicted.add(at(file, lineno), "no 'output_predict' field: this record has no EBAR target "
+                                                  "and trains EBAE and the LM only")
             summ, pred = rec.get("output_summarize", text), rec.get("output_predict", "")
             for name, value in (("output_summarize", summ), ("output_predict", pred)):
                 if not isinstance(value, str):
@@ -57,6 +68,7 @@ def read_pretrain_records(path: str | Path) -> list[tuple[str, str, str]]:
             records.append((text, summ, pred))
     if not records:
         raise LlaraError(f"{path}: no training records")
+    unpredicted.warn()
     return records
 
 
@@ -73,10 +85,7 @@ def excluded_target_ids(tokenizer, prompt_tokenizer: PromptTokenizer, stopwords:
         if stopwords == "english":
             words = list(ENGLISH_STOPWORDS)
         else:
-            try:
-                words = Path(stopwords).read_text(encoding="utf-8").split()
-            except OSError as exc:
-                raise LlaraError(f"{stopwords}: cannot read stop-word file ({exc.strerror})") from None
+            words = read_text(stopwords).split()
         variants = [v for w in words for v in (w, " " + w, w.capitalize(), " " + w.capitalize())]
         ids |= {seq[0] for seq in prompt_tokenizer.text_ids(variants) if len(seq) == 1}
     return ids
@@ -92,15 +101,17 @@ class PretrainExample:
 class PretrainDataset(torch.utils.data.Dataset):
     """Tokenised examples; text truncated so each branch fits ``max_length`` like the encoder's inputs."""
 
-    def __init__(self, path: str | Path, prompt_tokenizer: PromptTokenizer, max_length: int,
-                 max_target_length: int | None = None, excluded: set[int] = frozenset(), batch: int = 1000):
+    def __init__(self, path: str | Path | Sequence[tuple[str, str, str]], prompt_tokenizer: PromptTokenizer,
+                 max_length: int, max_target_length: int | None = None, excluded: set[int] = frozenset(),
+                 batch: int = 1000):
+        """``path`` is a data file or folder, or the records :func:`read_pretrain_records` read from one."""
         self.layout = SequenceLayout(prompt_tokenizer)
         budget = max_length - self.layout.prefix_len - max(self.layout.suffix_lens)
         if budget < 1:
             raise LlaraError(f"--max_length {max_length} leaves no room for text: the prompts alone take "
                              f"{max_length - budget} tokens")
         keep = max_target_length or max_length
-        records = read_pretrain_records(path)
+        records = read_pretrain_records(path) if isinstance(path, (str, Path)) else list(path)
         self.examples: list[PretrainExample] = []
         for start in tqdm(range(0, len(records), batch), desc="tokenize", unit="batch",
                           disable=len(records) < 10 * batch):

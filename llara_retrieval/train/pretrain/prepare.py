@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from llara_retrieval._utils.atomic import atomic_file
 from llara_retrieval._utils.errors import LlaraError, at, first_line
 from llara_retrieval._utils.jsonl import read_jsonl
+from llara_retrieval._utils.text import read_text
 from llara_retrieval.core.loading import resolve_spec
 from llara_retrieval.train.trainer import cli_main
 
@@ -49,7 +50,7 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
 def read_units(path: Path, group_field: str | None) -> Iterator[tuple[str, str, str | None]]:
     """``("pair", a, b)`` or ``("para", text, group)`` items of one input file."""
     if path.suffix == ".txt":
-        blocks = path.read_text(encoding="utf-8").split("\n\n")
+        blocks = read_text(path).split("\n\n")
         yield from (("para", b.strip(), str(path)) for b in blocks if b.strip())
         return
     for lineno, rec in read_jsonl(path):

@@ -17,7 +17,8 @@ from llara_retrieval.core.prompts import PromptTokenizer
 from llara_retrieval.train.arguments import LlaraTrainingArguments, ModelArguments, PretrainArguments
 from llara_retrieval.train.callbacks import CheckpointSpecWriter, LossLogger
 from llara_retrieval.train.outputs import prepare_output_dir, save_encoder
-from llara_retrieval.train.pretrain.data import PretrainCollator, PretrainDataset, data_files, excluded_target_ids
+from llara_retrieval.train.pretrain.data import (PretrainCollator, PretrainDataset, excluded_target_ids,
+                                                 read_pretrain_records)
 from llara_retrieval.train.pretrain.model import PretrainLoss, supports_4d_mask
 from llara_retrieval.train.trainer import LlaraTrainer, cli_main, load_for_training, run_training, unwrap
 
@@ -45,12 +46,12 @@ def main(argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback]
 
 def run(model_args: ModelArguments, data_args: PretrainArguments, training_args: LlaraTrainingArguments,
         callbacks: Sequence[TrainerCallback] = ()) -> None:
-    data_files(data_args.train_data)  # fail before the (slow) model load
+    records = read_pretrain_records(data_args.train_data)  # every record checked before the (slow) model load
     resume_from = prepare_output_dir(training_args)
     model, tokenizer, spec = load_for_training(model_args, training_args)
     prompt_tokenizer = PromptTokenizer(tokenizer, spec.prompts)
     excluded = excluded_target_ids(tokenizer, prompt_tokenizer, data_args.stopwords)
-    dataset = PretrainDataset(data_args.train_data, prompt_tokenizer, data_args.max_length,
+    dataset = PretrainDataset(records, prompt_tokenizer, data_args.max_length,
                               data_args.max_target_length, excluded)
     collator = PretrainCollator(prompt_tokenizer, prompt_tokenizer.pad_id, with_lm=data_args.lm_weight != 0)
     loss = PretrainLoss(data_args.ebae_weight, data_args.ebar_weight, data_args.lm_weight, data_args.single_forward)
