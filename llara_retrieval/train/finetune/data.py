@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from llara_retrieval._utils.errors import LlaraError, at
+from llara_retrieval._utils.text import read_lines
 from llara_retrieval.core.prompts import PromptTokenizer
 
 
@@ -64,24 +65,19 @@ def read_train_data(path: str | Path, group_size: int, title_separator: str | No
     if group_size < 1:
         raise LlaraError(f"train_group_size must be at least 1, not {group_size}")
     records = []
-    try:
-        handle = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise LlaraError(f"{path}: cannot read training data ({exc.strerror})") from None
-    with handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = at(path, lineno)
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LlaraError(f"{where}: invalid JSON ({exc.msg})") from None
-            record = parse_record(data, where, title_separator)
-            if group_size > 1 and not record.neg:
-                raise LlaraError(f"{where}: 'neg' is empty but --train_group_size {group_size} needs "
-                                 f"{group_size - 1} negatives per query (mine negatives, or use --train_group_size 1)")
-            records.append(record)
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            continue
+        where = at(path, lineno)
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LlaraError(f"{where}: invalid JSON ({exc.msg})") from None
+        record = parse_record(data, where, title_separator)
+        if group_size > 1 and not record.neg:
+            raise LlaraError(f"{where}: 'neg' is empty but --train_group_size {group_size} needs "
+                             f"{group_size - 1} negatives per query (mine negatives, or use --train_group_size 1)")
+        records.append(record)
     if not records:
         raise LlaraError(f"{path}: no training records")
     return records
