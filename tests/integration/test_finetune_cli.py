@@ -22,6 +22,8 @@ import os, signal, sys
 from transformers import TrainerCallback
 from llara_retrieval.train.finetune import train as finetune
 
+pytestmark = [pytest.mark.slow]
+
 class Kill(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == 3:

@@ -16,6 +16,8 @@ from llara_retrieval.core.encoder import LlaraEncoder
 from llara_retrieval.train.pretrain import train as pretrain
 from tests.support.tiny import build_tiny_model, cranfield_texts, write_pretrain_data
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = ["flow over a flat plate", "heat transfer in hypersonic flight"]
 
@@ -103,6 +105,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.torchrun
 @pytest.mark.parametrize("family", ["llama", "qwen2"])  # untied; tied (the embedding's gradient is sparse)
 def test_torchrun_two_processes_match_one(tmp_path, tiny_model_dir, data_file, family):
     model = tiny_model_dir if family == "llama" else build_tiny_model(tmp_path / "model", family)

@@ -21,6 +21,8 @@ from llara_retrieval.retrieval.metrics import evaluate
 from llara_retrieval.retrieval.runs import read_qrels, read_run
 from tests.support.tiny import SHARED
 
+pytestmark = [pytest.mark.jvm, pytest.mark.slow]
+
 N_DOCS = 240
 TOPICS_DIR = SHARED / "data" / "topics-and-qrels"
 PY = sys.executable

@@ -14,6 +14,8 @@ from llara_retrieval._utils.errors import LlaraError
 from llara_retrieval.reproduce.pipeline import STATE, load_state
 from tests.support.tiny import cranfield_texts
 
+pytestmark = [pytest.mark.jvm, pytest.mark.slow]
+
 DENSE = ("zero-shot", "pretrain-eval", "finetune-eval", "pretrain-finetune-eval")
 ALL = ("bm25", "zero-shot", "pretrain-data", "pretrain", "pretrain-eval", "mine", "finetune", "finetune-eval",
        "pretrain-finetune", "pretrain-finetune-eval", "hybrid")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import random
-import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from llara_retrieval._utils.errors import LlaraError, at
+from llara_retrieval._utils.errors import LlaraError, LlaraWarning, at
 from llara_retrieval._utils.text import read_lines
 from llara_retrieval.core.prompts import PromptTokenizer
 
@@ -147,14 +147,12 @@ class GroupCollator:
         return out
 
 
-def report_truncation(records: Sequence[TrainRecord], prompt_tokenizer: PromptTokenizer, query_max_len: int,
-                      file=None) -> int:
+def report_truncation(records: Sequence[TrainRecord], prompt_tokenizer: PromptTokenizer, query_max_len: int) -> int:
     """Say how many queries exceed their token budget (they are truncated, like passages)."""
     budget = query_max_len - prompt_tokenizer.prompt_length("query")
     lengths = [len(ids) for ids in prompt_tokenizer.text_ids([r.query for r in records])]
     over = sum(n > budget for n in lengths)
     if over:
-        print(f"finetune: warning: {over} of {len(records)} queries exceed the {budget}-token text budget of "
-              f"--query_max_len {query_max_len} and are truncated (longest: {max(lengths)} tokens)",
-              file=file or sys.stderr, flush=True)
+        warnings.warn(f"{over} of {len(records)} queries exceed the {budget}-token text budget of --query_max_len "
+                      f"{query_max_len} and are truncated (longest: {max(lengths)} tokens)", LlaraWarning, stacklevel=2)
     return over

@@ -74,6 +74,7 @@ def test_model_follows_beir_protocol(model, small):
     assert isinstance(q, np.ndarray) and np.allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.jvm
 def test_exact_beir_faiss_pyserini_faiss_and_pipeline_rank_alike(model, small, reference, tmp_path):
     from pyserini.search.faiss import FaissSearcher
 
@@ -155,6 +156,7 @@ def _pytrec(qrels, run, measure):
     return sum(per_query.get(q, {}).get(measure, 0.0) for q in judged) / len(judged)
 
 
+@pytest.mark.jvm
 def test_the_whole_job_writes_named_runs_metrics_and_tables(tiny_model_dir, small, cranfield_dir, tmp_path):
     corpus, queries = small
     qrels = load_dataset(cranfield_dir).qrels

@@ -11,6 +11,8 @@ from llara_retrieval.retrieval.metrics import evaluate
 from tests.support.beir_data import write_beir
 from tests.support.tiny import SHARED
 
+pytestmark = [pytest.mark.jvm]
+
 SCIFACT = SHARED / "data" / "beir" / "scifact"
 
 

@@ -67,6 +67,7 @@ def test_dataset_names_offline_and_unknown(tmp_path, monkeypatch):
         load_dataset(str(tmp_path / "missing"), cache_dir=tmp_path)
 
 
+@pytest.mark.jvm
 def test_cli_bad_input_exits_nonzero_with_one_line_and_writes_nothing(tmp_path, capsys):
     good = write_beir(tmp_path / "good")
     bad = write_beir(tmp_path / "bad", qrels_text="query-id\tcorpus-id\tscore\nq1\td1\n")
@@ -79,6 +80,7 @@ def test_cli_bad_input_exits_nonzero_with_one_line_and_writes_nothing(tmp_path, 
     assert not out.exists()
 
 
+@pytest.mark.jvm
 def test_cli_warns_in_one_line_and_needs_something_to_run(tmp_path, capsys):
     root = write_beir(tmp_path / "dup", extra_corpus_lines=[json.dumps({"_id": "d2", "text": "again"})])
     assert main(["--dataset", str(root), "--output", str(tmp_path / "runs")]) == 1
@@ -91,6 +93,7 @@ def test_cli_warns_in_one_line_and_needs_something_to_run(tmp_path, capsys):
                              "(first at line 2); kept the first record (1 duplicate(s) in all)"]
 
 
+@pytest.mark.jvm
 def test_cli_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
     root = write_beir(tmp_path / "toy")
     out = tmp_path / "runs"

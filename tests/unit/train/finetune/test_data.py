@@ -6,6 +6,7 @@ import pytest
 
 from llara_retrieval import LlaraError
 from llara_retrieval.train.finetune import train as finetune
+from llara_retrieval._utils.errors import LlaraWarning
 from llara_retrieval.train.finetune.data import GroupDataset, read_train_data, report_truncation
 from tests.support.finetune import tiny_contrastive
 
@@ -59,12 +60,12 @@ def test_too_few_negatives_are_drawn_with_replacement(tmp_path):
     assert GroupDataset(records, 4)[0]["passages"] == ["a", "n", "n", "n"]
 
 
-def test_long_queries_are_truncated_keeping_the_prompt(tiny_model_dir, tmp_path, capsys):
+def test_long_queries_are_truncated_keeping_the_prompt(tiny_model_dir, tmp_path):
     _, collate = tiny_contrastive(tiny_model_dir)
     long_query = "flow over a flat plate " * 40
     records = read_train_data(write(tmp_path / "t.jsonl", [{"query": long_query, "pos": ["p"], "neg": ["n"]}]), 2)
-    assert report_truncation(records, collate.prompt_tokenizer, collate.query_max_len) == 1
-    assert "1 of 1 queries exceed" in capsys.readouterr().err
+    with pytest.warns(LlaraWarning, match="1 of 1 queries exceed"):
+        assert report_truncation(records, collate.prompt_tokenizer, collate.query_max_len) == 1
     batch = collate([{"query": long_query, "passages": ["p", "n"]}])
     assert batch["query_ids"].shape[1] == collate.query_max_len
     assert batch["query_ids"][0, -8:].tolist() == collate.prompt_tokenizer.special_ids["query"]

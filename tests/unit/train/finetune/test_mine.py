@@ -41,6 +41,7 @@ def check_records(path, beir, count):
     return rows
 
 
+@pytest.mark.jvm
 def test_bm25_negatives_exclude_positives_and_follow_depth_and_count(beir, tmp_path, capsys):
     top, rand = tmp_path / "top.jsonl", tmp_path / "random.jsonl"
     assert mine.main(["--dataset", str(beir), "--output", str(top), "--depth", "15", "--num_negatives", "5",

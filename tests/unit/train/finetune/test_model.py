@@ -97,6 +97,7 @@ def test_gradcache_replays_dropout(tiny_model_dir):
     assert not torch.allclose(seen[0], model.embed(batch["query_ids"], "query").detach())  # dropout is live
 
 
+@pytest.mark.torchrun
 def test_cross_device_negatives_under_torchrun_equal_one_process(tiny_model_dir, tmp_path):
     out = tmp_path / "ddp.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
