@@ -16,13 +16,14 @@ from llara_retrieval.train.finetune import mine
 from llara_retrieval.train.finetune import train as finetune
 from tests.support.finetune import mini_beir
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[2]
 KILL_AT_STEP_3 = """
 import os, signal, sys
 from transformers import TrainerCallback
 from llara_retrieval.train.finetune import train as finetune
 
-pytestmark = [pytest.mark.slow]
 
 class Kill(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
