@@ -75,7 +75,7 @@ def build_batch(args, tokenizer, spec):
     pt = PromptTokenizer(tokenizer, spec.prompts)
     texts = [json.loads(line)["text"] for line in Path(args.data).open(encoding="utf-8")][:200]
     chunks = [c for t in texts for c in Chunker(tokenizer, args.max_length).chunks(t)][:args.batch + 1]
-    excluded = excluded_target_ids(tokenizer, pt, None)
+    excluded = excluded_target_ids(tokenizer, pt)
     collator = PretrainCollator(pt, tokenizer.pad_token_id)
     budget = args.max_length - collator.layout.prefix_len - max(collator.layout.suffix_lens)
     ids = pt.text_ids(chunks)

@@ -28,8 +28,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rrf-k", type=int, default=RRF_K, help=f"reciprocal rank fusion constant (default: {RRF_K})")
     p.add_argument("--top-k", type=int, default=1000, help="hits per query (default: 1000)")
     p.add_argument("--batch-size", type=int, default=32, help="encoding batch size (default: 32)")
-    p.add_argument("--max-length", type=int, help="passage max tokens incl. prompt (default: the encoder's)")
-    p.add_argument("--query-max-length", type=int, help="query max tokens incl. prompt (default: the encoder's)")
+    p.add_argument("--max-length", type=int, help="passage max tokens: the whole sequence, or the text alone, as the "
+                   "spec's length_budget says (default: the encoder's)")
+    p.add_argument("--query-max-length", type=int, help="query max tokens (as --max-length; default: the encoder's)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: the encoder's, else automatic)")
     p.add_argument("--cache-dir", help="cache for embeddings, BM25 indexes and downloads "

@@ -27,7 +27,8 @@ def add_encoder_args(parser: argparse.ArgumentParser, ignored: Mapping[str, str]
     parser.add_argument("--dtype", default=None, help="bfloat16, float16 or float32 (default: the spec's, else auto)")
     parser.add_argument("--fp16", action="store_true", help="same as --dtype float16")
     parser.add_argument("--max-length", type=int, default=None,
-                        help="token budget including the prompt (default: the spec's query/passage max length)")
+                        help="token budget: the whole sequence, prompt included, or the text alone, as the spec's "
+                             "length_budget says (default: the spec's query/passage max length)")
     for flag, action in ignored.items():
         if action == "store_true":
             parser.add_argument(flag, action="store_true", help=argparse.SUPPRESS)

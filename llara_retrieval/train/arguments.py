@@ -73,16 +73,31 @@ class PretrainArguments:
     train_data: str = field(metadata={"help": "Reference JSONL {input, output_summarize, output_predict} (a file "
                                               "or a folder of *.jsonl); see `python -m llara_retrieval.train "
                                               "prepare`."})
-    max_length: int = field(default=128, metadata={"help": "Token budget of each branch (prompt included), as "
-                                                           "the encoder's max length."})
-    max_target_length: int | None = field(default=None,
-                                          metadata={"help": "Tokens of each target text used (default max_length)."})
-    stopwords: str | None = field(default=None, metadata={"help": "Drop stop words from the targets: 'english' "
-                                                                  "or a file with one word a line."})
+    max_length: int = field(default=128, metadata={"help": "Token budget of the combined EBAE + EBAR sequence "
+                                                           "(prompts included), as the reference (see "
+                                                           "--length_budget)."})
+    length_budget: str = field(default="combined", metadata={
+        "help": "combined: --max_length covers prefix + text + both suffixes, as the reference's cutoff_len; "
+                "branch: each branch alone, as the encoder's max length (longer texts).",
+        "choices": ["combined", "branch"]})
+    max_target_length: int | None = field(default=None, metadata={
+        "help": "Tokens of each target text used (default --max_length less one for the BOS, as the reference)."})
+    stopwords: str | None = field(default=None, metadata={
+        "help": "Filter the target texts as the reference's --remove_stop_words (its recipe turns it on): "
+                "punctuation becomes spaces, then words of the list are dropped; 'english' (NLTK's list) or "
+                "a file with one word a line."})
     ebae_weight: float = field(default=0.05, metadata={"help": "Weight of the EBAE loss (reference 1/2/10)."})
     ebar_weight: float = field(default=0.05, metadata={"help": "Weight of the EBAR loss (reference 1/2/10)."})
     lm_weight: float = field(default=1.0, metadata={"help": "Weight of the next-token LM loss over the text "
                                                             "(0 skips its computation)."})
+    lm_mean: str = field(default="token", metadata={
+        "help": "token: the LM loss is the mean over the micro-batch's text tokens, as the reference; row: each "
+                "text's mean, then the texts (every text weighs the same whatever its length).",
+        "choices": ["token", "row"]})
+    bow_weighting: str = field(default="reference", metadata={
+        "help": "reference: a micro-batch where only one of EBAE/EBAR has targets gives that one both weights, "
+                "as the reference (0.1); fixed: always --ebae_weight/--ebar_weight.",
+        "choices": ["reference", "fixed"]})
     single_forward: bool = field(default=True, metadata={"help": "One forward with a 4-D mask for both tasks "
                                                                  "(falls back to two when the attention kernel "
                                                                  "cannot take a 4-D mask)."})

@@ -30,7 +30,7 @@ def data_file(tmp_path_factory, cranfield_dir):
 
 def cli(model, data, out, *extra):
     return ["--model_name_or_path", str(model), "--train_data", str(data), "--output_dir", str(out),
-            "--max_length", "40", "--per_device_train_batch_size", "2", "--learning_rate", "1e-3",
+            "--max_length", "75", "--per_device_train_batch_size", "2", "--learning_rate", "1e-3",
             "--logging_steps", "1", "--save_steps", "2", "--seed", "7", "--disable_tqdm", "true", *extra]
 
 

@@ -12,12 +12,15 @@ from llara_retrieval.train.finetune.model import ContrastiveModel
 from tests.support.tiny import cranfield_texts
 
 
-def tiny_contrastive(model_dir: str | Path, cross_device: bool = False, temperature: float = 0.05):
-    """A ContrastiveModel on the tiny LLaMA (float32, full parameters) and its collator."""
+def tiny_contrastive(model_dir: str | Path, cross_device: bool = False, temperature: float = 0.05,
+                     scale: bool = False):
+    """A ContrastiveModel on the tiny LLaMA (float32, full parameters) and its collator; ``scale``: the
+    cross-device gradients are scaled by the world size."""
     lm, tokenizer = load_model(resolve_spec(model_dir), torch.float32)
     lm.train()
     pt = PromptTokenizer(tokenizer)
-    model = ContrastiveModel(lm, pt.special_ids, temperature=temperature, negatives_cross_device=cross_device)
+    model = ContrastiveModel(lm, pt.special_ids, temperature=temperature, negatives_cross_device=cross_device,
+                             scale_cross_device_gradients=scale)
     return model, GroupCollator(pt, tokenizer.pad_token_id, query_max_len=48, passage_max_len=64)
 
 

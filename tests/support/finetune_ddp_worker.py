@@ -2,6 +2,8 @@
 
 Run as ``torchrun --nproc_per_node 2 -m tests.support.finetune_ddp_worker MODEL_DIR OUT_JSON``. Each rank takes its
 slice of a fixed batch; rank 0 also computes the single-process reference and writes the comparison.
+By default the gradients are 1/world size of the single-process ones (as the reference code's); with
+``scale_cross_device_gradients`` (here for plain DDP and GradCache) they equal them.
 """
 import json
 import sys
@@ -32,6 +34,11 @@ def main(model_dir: str, out: str) -> None:
     local = collate(items[rank * per_rank:(rank + 1) * per_rank])
     ddp = DDP(model)
 
+    ddp(**local)["loss"].backward()
+    unscaled_grads = grads(model)  # the reference's: 1/size of one process's gradient
+
+    model.zero_grad(set_to_none=True)
+    model.scale_cross_device_gradients = True
     loss = ddp(**local)["loss"]
     loss.backward()
     ddp_loss, ddp_grads = loss.item(), grads(model)
@@ -53,6 +60,7 @@ def main(model_dir: str, out: str) -> None:
             "reference_loss": ref_loss.item(), "rank_losses": losses,
             "ddp_grad_max_diff": max_diff(ddp_grads, ref_grads),
             "gradcache_grad_max_diff": max_diff(gc_grads, ref_grads),
+            "unscaled_grad_max_diff": max_diff(unscaled_grads, {k: g / size for k, g in ref_grads.items()}),
             "grad_scale": scale, "n_grads": len(ref_grads)}))
     dist.barrier()
     dist.destroy_process_group()

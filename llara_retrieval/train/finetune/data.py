@@ -10,14 +10,14 @@ import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 from torch.utils.data import Dataset
 
 from llara_retrieval._utils.errors import LlaraError, LlaraWarning, at
 from llara_retrieval._utils.text import read_lines
-from llara_retrieval.core.prompts import PromptTokenizer
+from llara_retrieval.core.prompts import PromptTokenizer, format_passage
 
 
 @dataclass(frozen=True)
@@ -25,19 +25,6 @@ class TrainRecord:
     query: str
     pos: tuple[str, ...]
     neg: tuple[str, ...]
-
-
-def passage_string(value: object, where: str, title_separator: str | None = " ") -> str:
-    """A passage given as a string or a ``{"title", "text"}`` object (as BEIR corpora store them)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping) and isinstance(value.get("text"), str):
-        title = value.get("title") or ""
-        if not isinstance(title, str):
-            raise LlaraError(f"{where}: passage 'title' must be a string")
-        return f"{title.strip()}{title_separator}{value['text']}" if title.strip() and title_separator else value["text"]
-    raise LlaraError(f"{where}: a passage must be a string or a {{\"title\", \"text\"}} object, "
-                     f"got {type(value).__name__}")
 
 
 def parse_record(data: object, where: str, title_separator: str | None = " ") -> TrainRecord:
@@ -52,8 +39,8 @@ def parse_record(data: object, where: str, title_separator: str | None = " ") ->
                          + (" (the record has none)" if pos is None else ""))
     if not isinstance(neg, list):
         raise LlaraError(f"{where}: 'neg' must be a list of passages")
-    return TrainRecord(query, tuple(passage_string(p, where, title_separator) for p in pos),
-                       tuple(passage_string(p, where, title_separator) for p in neg))
+    return TrainRecord(query, tuple(format_passage(p, title_separator, where) for p in pos),
+                       tuple(format_passage(p, title_separator, where) for p in neg))
 
 
 def read_train_data(path: str | Path, group_size: int, title_separator: str | None = " ") -> list[TrainRecord]:

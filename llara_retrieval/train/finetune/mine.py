@@ -4,7 +4,8 @@ For each judged query of ``--split`` (qrels score > 0 = positive), retrieve the 
 with BM25 (Pyserini/Lucene) or a dense LLaRA encoder (Faiss, exact), drop every judged document (positive
 or explicitly judged non-relevant: neither is a safe negative), keep ``--num_negatives`` of the rest
 (``--sample random``, seeded, or the ``top`` ranked) and write ``{"query", "pos": [...], "neg": [...]}``
-JSONL, with passages as ``title + " " + text``.
+JSONL, with passages as ``--encoder``'s spec formats them (``format_passage``: ``title + " " + text`` by
+default, the text alone for the released checkpoints' specs), so training sees what serving encodes.
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from typing import Mapping, Sequence
 
 from llara_retrieval._utils.atomic import atomic_write
 from llara_retrieval._utils.errors import LlaraError
+from llara_retrieval.core.loading import resolve_spec
+from llara_retrieval.core.prompts import format_passage
+from llara_retrieval.core.spec import EncoderSpec
 from llara_retrieval.retrieval.runs import Run, ranked
 from llara_retrieval.train.trainer import cli_main
 
@@ -29,7 +33,9 @@ class MineArguments:
     output: str = field(metadata={"help": "training JSONL to write"})
     split: str = field(default="train", metadata={"help": "qrels split whose queries are mined"})
     method: str = field(default="bm25", metadata={"help": "retriever", "choices": ["bm25", "dense"]})
-    encoder: str | None = field(default=None, metadata={"help": "LLaRA encoder for --method dense"})
+    encoder: str | None = field(default=None, metadata={
+        "help": "LLaRA encoder: retrieves with --method dense; its spec's title_separator formats the passages "
+                "written, with either method (default: title + ' ' + text)"})
     depth: int = field(default=200, metadata={"help": "documents retrieved per query"})
     num_negatives: int = field(default=30, metadata={"help": "negatives kept per query"})
     sample: str = field(default="random", metadata={"help": "keep a seeded random sample of the pool, or its "
@@ -70,7 +76,9 @@ def mine(args: MineArguments) -> dict:
         raise LlaraError("--method dense needs --encoder")
     ds = load_dataset(args.dataset, args.split, cache_dir=args.cache_dir)
     run = retrieve(ds, args)
-    lines, stats = build_records(ds.queries, ds.qrels, ds.corpus, run, args.num_negatives, args.sample, args.seed)
+    separator = resolve_spec(args.encoder).title_separator if args.encoder else EncoderSpec().title_separator
+    lines, stats = build_records(ds.queries, ds.qrels, ds.corpus, run, args.num_negatives, args.sample, args.seed,
+                                 separator)
     atomic_write(out, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in lines))
     return stats
 
@@ -89,15 +97,14 @@ def retrieve(ds, args: MineArguments) -> Run:
     return runner.run(ds, top_k=args.depth)
 
 
-def passage(doc: Mapping[str, str]) -> str:
-    title = (doc.get("title") or "").strip()
-    return f"{title} {doc['text']}" if title else doc["text"]
-
-
 def build_records(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
                   corpus: Mapping[str, Mapping[str, str]], run: Run, num_negatives: int, sample: str = "random",
-                  seed: int = 42) -> tuple[list[dict], dict]:
-    """Training records in query order; queries without a positive document in the corpus are skipped."""
+                  seed: int = 42, title_separator: str | None = " ") -> tuple[list[dict], dict]:
+    """Training records in query order; queries without a positive document in the corpus are skipped.
+    Passages are ``format_passage(doc, title_separator)``."""
+    def passage(doc_id: str) -> str:
+        return format_passage(corpus[doc_id], title_separator, f"document {doc_id}")
+
     records, skipped = [], 0
     for qid, text in queries.items():
         judged = qrels.get(qid, {})
@@ -109,8 +116,8 @@ def build_records(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, i
         if sample == "random" and len(pool) > num_negatives:
             keep = sorted(random.Random(f"{seed}:{qid}").sample(range(len(pool)), num_negatives))
             pool = [pool[i] for i in keep]  # rank order kept
-        records.append({"query": text, "pos": [passage(corpus[d]) for d in positives],
-                        "neg": [passage(corpus[d]) for d in pool[:num_negatives]],
+        records.append({"query": text, "pos": [passage(d) for d in positives],
+                        "neg": [passage(d) for d in pool[:num_negatives]],
                         "query_id": qid, "pos_ids": positives, "neg_ids": pool[:num_negatives]})
     if not records:
         raise LlaraError("no judged query has a positive document in the corpus: nothing to train on")

@@ -55,8 +55,8 @@ def scale_grad(loss: torch.Tensor, factor: float) -> torch.Tensor:
     """Same value as ``loss``, gradients multiplied by ``factor``.
 
     With cross-device negatives every rank computes the full loss but back-propagates only through its
-    own embeddings; DDP then averages over ranks, so the gradient must be scaled by the world size to
-    equal the single-process gradient (the logged loss stays the true one).
+    own embeddings; DDP then averages over ranks, so the gradient is 1/world size of the single-process
+    gradient (as in the reference code) unless scaled by the world size (the logged loss stays the true one).
     """
     return loss if factor == 1 else loss * factor - loss.detach() * (factor - 1)
 
@@ -73,10 +73,12 @@ class ContrastiveModel(torch.nn.Module):
 
     ``forward(query_ids=, passage_ids=)`` returns ``{"loss"}``; with only one side given it returns that
     side's embeddings (GradCache runs its chunks through here, so DDP sees every forward).
+    ``scale_cross_device_gradients`` multiplies the gradients by the world size under cross-device
+    negatives, so they equal one process's on the whole global batch (off: the reference's 1/world size).
     """
 
     def __init__(self, lm: torch.nn.Module, special_ids: dict[str, list[int]], temperature: float = 0.01,
-                 negatives_cross_device: bool = False):
+                 negatives_cross_device: bool = False, scale_cross_device_gradients: bool = False):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, not {temperature}")
@@ -85,6 +87,7 @@ class ContrastiveModel(torch.nn.Module):
         self.special_ids = special_ids
         self.temperature = temperature
         self.negatives_cross_device = negatives_cross_device
+        self.scale_cross_device_gradients = scale_cross_device_gradients
 
     def activation_checkpointing_enable(self, **kwargs) -> None:
         """Called by the Trainer for ``--gradient_checkpointing``: checkpoint the wrapped LM's layers."""
@@ -106,7 +109,8 @@ class ContrastiveModel(torch.nn.Module):
         if not self.negatives_cross_device:
             return info_nce(q, p, self.temperature)
         _, size = world()
-        return scale_grad(info_nce(gather_keep_local(q), gather_keep_local(p), self.temperature), size)
+        loss = info_nce(gather_keep_local(q), gather_keep_local(p), self.temperature)
+        return scale_grad(loss, size) if self.scale_cross_device_gradients else loss
 
 
 def rng_state() -> dict:

@@ -15,7 +15,9 @@ from typing import Sequence
 from transformers import TrainerCallback
 
 from llara_retrieval._utils.errors import LlaraError
+from llara_retrieval.core.loading import resolve_spec
 from llara_retrieval.core.prompts import PromptTokenizer
+from llara_retrieval.core.spec import EncoderSpec
 from llara_retrieval.train.arguments import LlaraTrainingArguments, ModelArguments
 from llara_retrieval.train.callbacks import LossLogger, trim_loss_log
 from llara_retrieval.train.finetune.data import GroupCollator, GroupDataset, read_train_data, report_truncation
@@ -35,6 +37,10 @@ class FinetuneArguments:
     temperature: float = field(default=0.01, metadata={"help": "InfoNCE temperature τ (reference 0.01)."})
     negatives_cross_device: bool = field(default=False, metadata={
         "help": "Score every query against the passages of all devices (all-gather keeping local gradients)."})
+    scale_cross_device_gradients: bool = field(default=False, metadata={
+        "help": "With --negatives_cross_device, multiply the gradients by the number of devices so they equal "
+                "one process's gradient on the whole global batch (the reference does not: its gradients are "
+                "1/devices of that, which under AdamW only gradient clipping and epsilon notice)."})
     grad_cache_chunk_size: int = field(default=0, metadata={
         "help": "GradCache: forward/backward at most N sequences at a time, with the gradients of the full "
                 "batch (0: off)."})
@@ -98,11 +104,21 @@ def check_args(data_args: FinetuneArguments, training_args: LlaraTrainingArgumen
                          "does not support: use one or the other")
 
 
+def _title_separator(model: str) -> str | None:
+    """How the model's spec joins ``{"title", "text"}`` passages (as its encoder will); a model that does
+    not resolve is reported by the model load, after the data check."""
+    try:
+        return resolve_spec(model).title_separator
+    except LlaraError:
+        return EncoderSpec().title_separator
+
+
 def run(model_args: ModelArguments, data_args: FinetuneArguments, training_args: LlaraTrainingArguments,
         callbacks: Sequence[TrainerCallback] = ()) -> None:
     check_args(data_args, training_args)
     resume_from = prepare_output_dir(training_args)
-    records = read_train_data(data_args.train_data, data_args.train_group_size)  # fail before loading the model
+    records = read_train_data(data_args.train_data, data_args.train_group_size,  # fail before loading the model
+                              _title_separator(model_args.model_name_or_path))
     if data_args.negatives_cross_device and training_args.world_size > 1:
         training_args.dataloader_drop_last = True  # all-gather needs the same batch shape on every rank
     if training_args.device.type == "cpu":
@@ -116,7 +132,7 @@ def run(model_args: ModelArguments, data_args: FinetuneArguments, training_args:
         report_truncation(records, prompt_tokenizer, data_args.query_max_len)
     dataset = GroupDataset(records, data_args.train_group_size, seed=training_args.seed)
     model = ContrastiveModel(lm, prompt_tokenizer.special_ids, data_args.temperature,
-                             data_args.negatives_cross_device)
+                             data_args.negatives_cross_device, data_args.scale_cross_device_gradients)
     extra = [EpochSetter(dataset), LossLogger(training_args.output_dir)]
     evaluator = dev_callback(data_args, training_args, lm, tokenizer, spec, resume_from)
     trainer = FinetuneTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,

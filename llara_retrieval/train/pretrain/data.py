@@ -7,12 +7,18 @@ columns of every row and the LM head can be applied to those columns only.
 
 ``segments`` marks each column: -1 pad, 0 shared prefix + text, 1 EBAE suffix, 2 EBAR suffix; the
 model side turns it (with the position ids) into the 4-D attention mask.
+
+As the reference code (FlagEmbedding ``research/LLARA/pretrain``): ``max_length`` covers the whole
+combined sequence (``length_budget="branch"``: each branch alone, as the encoder's inputs), target
+texts keep their first ``max_length - 1`` tokens (the reference counts the BOS), and the stop-word
+filter works on the target text before it is tokenised.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -25,13 +31,19 @@ from llara_retrieval.core.prompts import PromptTokenizer
 
 FIELDS = ("input", "output_summarize", "output_predict")
 PAD, SHARED, EBAE, EBAR = -1, 0, 1, 2
+LENGTH_BUDGETS = ("combined", "branch")
+# NLTK's English stop-word list, as the reference filters with (``nltk.corpus.stopwords.words("english")``),
+# without its entries holding an apostrophe: the filter splits words at every non-word character first,
+# so those never match.
 ENGLISH_STOPWORDS = (
-    "a about above after again against all am an and any are as at be because been before being below between "
-    "both but by can did do does doing down during each few for from further had has have having he her here "
-    "hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now "
-    "of off on once only or other our ours ourselves out over own same she should so some such than that the "
-    "their theirs them themselves then there these they this those through to too under until up very was we "
-    "were what when where which while who whom why will with you your yours yourself yourselves").split()
+    "i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers "
+    "herself it its itself they them their theirs themselves what which who whom this that these those am is "
+    "are was were be been being have has had having do does did doing a an the and but if or because as until "
+    "while of at by for with about against between into through during before after above below to from up "
+    "down in out on off over under again further then once here there when where why how all any both each "
+    "few more most other some such no nor not only own same so than too very s t can will just don should now "
+    "d ll m o re ve y ain aren couldn didn doesn hadn hasn haven isn ma mightn mustn needn shan shouldn wasn "
+    "weren won wouldn").split()
 
 
 def data_files(path: str | Path) -> list[Path]:
@@ -72,23 +84,30 @@ def read_pretrain_records(path: str | Path) -> list[tuple[str, str, str]]:
     return records
 
 
-def excluded_target_ids(tokenizer, prompt_tokenizer: PromptTokenizer, stopwords: str | None) -> set[int]:
-    """Ids never used as bag-of-words targets: special/pad/BOS/EOS/LLaRA tokens and optional stop words.
-
-    ``stopwords`` is None, ``"english"`` (a built-in list) or a file with one word per line; a word is
-    filtered when it (or its capitalised / space-prefixed form) is a single token.
-    """
+def excluded_target_ids(tokenizer, prompt_tokenizer: PromptTokenizer) -> set[int]:
+    """Ids never used as bag-of-words targets: special/pad/BOS/EOS and the LLaRA tokens."""
     ids = set(tokenizer.all_special_ids) | set(prompt_tokenizer.special_ids["passage"])
     ids |= set(prompt_tokenizer.special_ids["query"])
     ids |= {i for i in (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id) if i is not None}
-    if stopwords:
-        if stopwords == "english":
-            words = list(ENGLISH_STOPWORDS)
-        else:
-            words = read_text(stopwords).split()
-        variants = [v for w in words for v in (w, " " + w, w.capitalize(), " " + w.capitalize())]
-        ids |= {seq[0] for seq in prompt_tokenizer.text_ids(variants) if len(seq) == 1}
     return ids
+
+
+def stopword_filter(stopwords: str | None) -> Callable[[str], str] | None:
+    """The reference's stop-word filter for target texts, or None for ``stopwords=None``.
+
+    Runs of non-word characters (punctuation, underscores) become one space, then every word whose
+    lower-case form is in the list is dropped. ``stopwords`` is ``"english"`` (NLTK's list, as the
+    reference recipe's ``--remove_stop_words True``) or a file with one word a line.
+    """
+    if not stopwords:
+        return None
+    words = ENGLISH_STOPWORDS if stopwords == "english" else read_text(stopwords).split()
+    drop = {w.lower() for w in words}
+
+    def apply(text: str) -> str:
+        return " ".join(w for w in re.sub(r"[\W_]+", " ", text).split() if w.lower() not in drop)
+
+    return apply
 
 
 @dataclass
@@ -99,19 +118,34 @@ class PretrainExample:
 
 
 class PretrainDataset(torch.utils.data.Dataset):
-    """Tokenised examples; text truncated so each branch fits ``max_length`` like the encoder's inputs."""
+    """Tokenised examples: the text cut to fit ``max_length`` (see ``length_budget``), distinct target ids."""
 
     def __init__(self, path: str | Path | Sequence[tuple[str, str, str]], prompt_tokenizer: PromptTokenizer,
                  max_length: int, max_target_length: int | None = None, excluded: set[int] = frozenset(),
-                 batch: int = 1000):
-        """``path`` is a data file or folder, or the records :func:`read_pretrain_records` read from one."""
+                 batch: int = 1000, length_budget: str = "combined",
+                 target_filter: Callable[[str], str] | None = None):
+        """
+        Args:
+            path: a data file or folder, or the records :func:`read_pretrain_records` read from one.
+            max_length: tokens of the combined sequence ``prefix text ebae_suffix ebar_suffix``
+                (``length_budget="combined"``, as the reference) or of each branch (``"branch"``).
+            max_target_length: target tokens kept (default ``max_length``, less one for a BOS).
+            excluded: ids never used as targets (:func:`excluded_target_ids`).
+            target_filter: applied to target texts before tokenising (:func:`stopword_filter`).
+        """
+        if length_budget not in LENGTH_BUDGETS:
+            raise LlaraError(f"--length_budget must be one of {', '.join(LENGTH_BUDGETS)}, not {length_budget!r}")
         self.layout = SequenceLayout(prompt_tokenizer)
-        budget = max_length - self.layout.prefix_len - max(self.layout.suffix_lens)
+        suffixes = sum(self.layout.suffix_lens) if length_budget == "combined" else max(self.layout.suffix_lens)
+        budget = max_length - self.layout.prefix_len - suffixes
         if budget < 1:
             raise LlaraError(f"--max_length {max_length} leaves no room for text: the prompts alone take "
                              f"{max_length - budget} tokens")
-        keep = max_target_length or max_length
+        bos = int(prompt_tokenizer.prompts.add_bos and prompt_tokenizer.tokenizer.bos_token_id is not None)
+        keep = max_target_length or max_length - bos
         records = read_pretrain_records(path) if isinstance(path, (str, Path)) else list(path)
+        if target_filter is not None:
+            records = [(text, target_filter(summ), target_filter(pred)) for text, summ, pred in records]
         self.examples: list[PretrainExample] = []
         for start in tqdm(range(0, len(records), batch), desc="tokenize", unit="batch",
                           disable=len(records) < 10 * batch):

@@ -72,45 +72,84 @@ def bag_of_words_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     return bag_of_words_share(logits, targets, count_rows_with_targets(targets))
 
 
-def lm_token_weights(labels: torch.Tensor) -> torch.Tensor:
-    """Per-token weights of the next-token loss: each row's text tokens average, then the rows that have
-    any (so the loss does not depend on how a global batch is split between devices)."""
+LM_MEANS = ("token", "row")
+BOW_WEIGHTINGS = ("reference", "fixed")
+
+
+def lm_token_weights(labels: torch.Tensor, mean: str = "token") -> torch.Tensor:
+    """Per-token weights of the next-token loss over a micro-batch.
+
+    ``"token"``: the mean over all its text tokens, as the reference (``CrossEntropyLoss()`` on the
+    flattened batch), so long texts weigh more. ``"row"``: each row's tokens average, then the rows
+    that have any, so every text weighs the same whatever its length.
+    """
     valid = labels != -100
+    if mean == "token":
+        return valid / valid.sum().clamp(min=1)
+    if mean != "row":
+        raise ValueError(f"lm mean must be one of {LM_MEANS}, not {mean!r}")
     counts = valid.sum(1, keepdim=True)
     return valid / (counts.clamp(min=1) * (counts > 0).sum().clamp(min=1))
 
 
-def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor, mean: str = "token") -> torch.Tensor:
     """Next-token cross-entropy of full ``[n, k, V]`` logits against ``labels [n, k]`` (``-100`` = none)."""
     valid = labels != -100
-    return weighted_nll(logits[valid], labels[valid], lm_token_weights(labels)[valid])
+    return weighted_nll(logits[valid], labels[valid], lm_token_weights(labels, mean)[valid])
+
+
+def branch_weights(ebae_weight: float, ebar_weight: float, summarize_targets: torch.Tensor,
+                   predict_targets: torch.Tensor, weighting: str = "reference") -> tuple[float, float]:
+    """EBAE and EBAR weights for one micro-batch.
+
+    ``"reference"``: when only one branch has targets in the micro-batch (e.g. a document's last chunk,
+    which has no next text), it gets both weights, as the reference code (its bag-of-words loss is the
+    mean of the two losses present, else the one present: 0.1 instead of 0.05). ``"fixed"``: always
+    the weights given.
+    """
+    if weighting not in BOW_WEIGHTINGS:
+        raise ValueError(f"bag-of-words weighting must be one of {BOW_WEIGHTINGS}, not {weighting!r}")
+    if weighting == "reference":
+        has_ebae = count_rows_with_targets(summarize_targets) > 0
+        has_ebar = count_rows_with_targets(predict_targets) > 0
+        if has_ebae != has_ebar:
+            total = ebae_weight + ebar_weight
+            return (total, ebar_weight) if has_ebae else (ebae_weight, total)
+    return ebae_weight, ebar_weight
 
 
 @dataclass
 class PretrainLoss:
     """``loss = lm_weight * L_LM + ebae_weight * L_EBAE + ebar_weight * L_EBAR`` (reference: 1, .05, .05).
 
-    The forward pass yields final hidden states at the special (and text) columns only; the LM head and
-    the three losses are then taken chunk by chunk (``head_losses``), and a tied input embedding adds its
-    rows into the head's gradient, so a step holds one vocabulary-sized gradient instead of one per use.
+    ``lm_mean`` and ``bow_weighting`` default to the reference's rules (``lm_token_weights``,
+    ``branch_weights``); ``"row"`` and ``"fixed"`` are the alternatives. The forward pass yields final
+    hidden states at the special (and text) columns only; the LM head and the three losses are then
+    taken chunk by chunk (``head_losses``), and a tied input embedding adds its rows into the head's
+    gradient, so a step holds one vocabulary-sized gradient instead of one per use.
     """
 
     ebae_weight: float = 0.05
     ebar_weight: float = 0.05
     lm_weight: float = 1.0
     single_forward: bool = True
+    lm_mean: str = "token"
+    bow_weighting: str = "reference"
 
     def __call__(self, model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         inner = unwrap(model)
         forward = self._one_forward if self.single_forward and supports_4d_mask(inner.config) else self._two_forwards
         with tied_embedding_gradient(inner) as tied:
             text, ebae, ebar = forward(model, batch)
-        terms = {"ebae": BagOfWordsTerm(ebae, batch["summarize_targets"], self.ebae_weight),
-                 "ebar": BagOfWordsTerm(ebar, batch["predict_targets"], self.ebar_weight)}
+        weights = branch_weights(self.ebae_weight, self.ebar_weight, batch["summarize_targets"],
+                                 batch["predict_targets"], self.bow_weighting)
+        terms = {"ebae": BagOfWordsTerm(ebae, batch["summarize_targets"], weights[0]),
+                 "ebar": BagOfWordsTerm(ebar, batch["predict_targets"], weights[1])}
         if text is not None:
             labels = batch["lm_labels"]
             valid = labels != -100
-            terms["lm"] = NextTokenTerm(text[valid], labels[valid], lm_token_weights(labels)[valid], self.lm_weight)
+            terms["lm"] = NextTokenTerm(text[valid], labels[valid], lm_token_weights(labels, self.lm_mean)[valid],
+                                        self.lm_weight)
         softcap = getattr(inner.config, "final_logit_softcapping", None)
         total, values = head_losses(inner.get_output_embeddings(), softcap, list(terms.values()), tied)
         return {"loss": total, **dict(zip(terms, values))}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import replace
 from typing import Sequence
 
 import torch
@@ -17,8 +18,13 @@ from llara_retrieval.core.prompts import PromptTokenizer
 from llara_retrieval.train.arguments import LlaraTrainingArguments, ModelArguments, PretrainArguments
 from llara_retrieval.train.callbacks import CheckpointSpecWriter, LossLogger
 from llara_retrieval.train.outputs import prepare_output_dir, save_encoder
-from llara_retrieval.train.pretrain.data import (PretrainCollator, PretrainDataset, excluded_target_ids,
-                                                 read_pretrain_records)
+from llara_retrieval.train.pretrain.data import (
+    PretrainCollator,
+    PretrainDataset,
+    excluded_target_ids,
+    read_pretrain_records,
+    stopword_filter,
+)
 from llara_retrieval.train.pretrain.model import PretrainLoss, supports_4d_mask
 from llara_retrieval.train.trainer import LlaraTrainer, cli_main, load_for_training, run_training, unwrap
 
@@ -31,7 +37,7 @@ def check_single_forward(model: torch.nn.Module, batch: dict, loss: PretrainLoss
     model.eval()
     with torch.no_grad():
         one = loss(model, batch)
-        two = PretrainLoss(loss.ebae_weight, loss.ebar_weight, loss.lm_weight, single_forward=False)(model, batch)
+        two = replace(loss, single_forward=False)(model, batch)
     model.train(was_training)
     for key in one:
         if not torch.allclose(one[key], two[key], rtol=CHECK_RTOL, atol=1e-4):
@@ -50,11 +56,12 @@ def run(model_args: ModelArguments, data_args: PretrainArguments, training_args:
     resume_from = prepare_output_dir(training_args)
     model, tokenizer, spec = load_for_training(model_args, training_args)
     prompt_tokenizer = PromptTokenizer(tokenizer, spec.prompts)
-    excluded = excluded_target_ids(tokenizer, prompt_tokenizer, data_args.stopwords)
-    dataset = PretrainDataset(records, prompt_tokenizer, data_args.max_length,
-                              data_args.max_target_length, excluded)
+    dataset = PretrainDataset(records, prompt_tokenizer, data_args.max_length, data_args.max_target_length,
+                              excluded_target_ids(tokenizer, prompt_tokenizer), length_budget=data_args.length_budget,
+                              target_filter=stopword_filter(data_args.stopwords))
     collator = PretrainCollator(prompt_tokenizer, prompt_tokenizer.pad_id, with_lm=data_args.lm_weight != 0)
-    loss = PretrainLoss(data_args.ebae_weight, data_args.ebar_weight, data_args.lm_weight, data_args.single_forward)
+    loss = PretrainLoss(data_args.ebae_weight, data_args.ebar_weight, data_args.lm_weight, data_args.single_forward,
+                        data_args.lm_mean, data_args.bow_weighting)
     if loss.single_forward:
         if supports_4d_mask(unwrap(model).config):
             check_single_forward(model, collator([dataset[i] for i in range(min(2, len(dataset)))]), loss)

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from llara_retrieval import LlaraError
-from llara_retrieval.train.finetune import train as finetune
 from llara_retrieval._utils.errors import LlaraWarning
+from llara_retrieval.train.finetune import train as finetune
 from llara_retrieval.train.finetune.data import GroupDataset, read_train_data, report_truncation
 from tests.support.finetune import tiny_contrastive
 
@@ -87,3 +87,24 @@ def test_cli_rejects_a_prompt_longer_than_the_budget(tiny_model_dir, tmp_path, c
                           "--output_dir", str(tmp_path / "out"), "--train_group_size", "2", "--query_max_len", "8"])
     assert code == 1
     assert "max_length 8 leaves no room for text: the query prompt alone" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("separator", [" ", "", ": ", None])
+def test_encoder_fine_tuning_data_and_mining_format_passages_alike(tiny_model_dir, separator):
+    """One format_passage: what fine-tuning trains on and mining writes is what the encoder encodes."""
+    from dataclasses import replace
+
+    from llara_retrieval import LlaraEncoder
+    from llara_retrieval.train.finetune.data import parse_record
+    from llara_retrieval.train.finetune.mine import build_records
+
+    encoder = LlaraEncoder.from_pretrained(tiny_model_dir, device="cpu", dtype="float32")
+    encoder.spec = replace(encoder.spec, title_separator=separator)
+    docs = {"d1": {"title": " Flow ", "text": "over a plate"}, "d2": {"title": "", "text": "no title"}}
+    served = [encoder.passage_text(docs[d]) for d in ("d1", "d2")]
+    assert served == (["over a plate" if separator is None else f"Flow{separator}over a plate", "no title"])
+    record = parse_record({"query": "q", "pos": [docs["d1"]], "neg": [docs["d2"]]}, "t.jsonl:1", separator)
+    assert [*record.pos, *record.neg] == served
+    mined, _ = build_records({"q1": "q"}, {"q1": {"d1": 1}}, docs, {"q1": {"d2": 1.0}}, 1, "top",
+                             title_separator=separator)
+    assert mined[0]["pos"] + mined[0]["neg"] == served

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from llara_retrieval.core.prompts import format_passage
 from llara_retrieval.train.finetune import mine
 from llara_retrieval.train.finetune.data import read_train_data
 from tests.support.finetune import mini_beir
@@ -17,7 +18,7 @@ def beir(tmp_path_factory) -> Path:
 
 def corpus_text(beir) -> dict[str, str]:
     docs = [json.loads(line) for line in (beir / "corpus.jsonl").read_text().splitlines()]
-    return {d["_id"]: mine.passage(d) for d in docs}
+    return {d["_id"]: format_passage(d, " ") for d in docs}
 
 
 def qrels(beir) -> dict[str, set[str]]:

@@ -111,3 +111,4 @@ def test_cross_device_negatives_under_torchrun_equal_one_process(tiny_model_dir,
     assert res["n_grads"] > 10
     assert res["ddp_grad_max_diff"] <= 1e-5 * max(1.0, res["grad_scale"])
     assert res["gradcache_grad_max_diff"] <= 1e-5 * max(1.0, res["grad_scale"])
+    assert res["unscaled_grad_max_diff"] <= 1e-5 * max(1.0, res["grad_scale"])  # default: the reference's 1/2

@@ -27,6 +27,7 @@ from llara_retrieval.train.pretrain.model import (
     allowed_attention,
     attention_masks,
     bag_of_words_loss,
+    branch_weights,
     lm_loss,
     lm_token_weights,
 )
@@ -50,9 +51,9 @@ def family_model(request, tmp_path_factory, tiny_model_dir):
     return model, tokenizer, spec
 
 
-def make_batch(tokenizer, spec, data_file, n=4, max_length=40, with_lm=True):
+def make_batch(tokenizer, spec, data_file, n=4, max_length=75, with_lm=True):
     pt = PromptTokenizer(tokenizer, spec.prompts)
-    dataset = PretrainDataset(data_file, pt, max_length, excluded=excluded_target_ids(tokenizer, pt, None))
+    dataset = PretrainDataset(data_file, pt, max_length, excluded=excluded_target_ids(tokenizer, pt))
     collator = PretrainCollator(pt, tokenizer.pad_token_id, with_lm=with_lm)
     return dataset, collator([dataset[i] for i in range(n)]), pt
 
@@ -61,7 +62,7 @@ def make_batch(tokenizer, spec, data_file, n=4, max_length=40, with_lm=True):
 def test_one_forward_equals_two_forwards(family_model, data_file, impl):
     model, tokenizer, spec = family_model
     model.set_attn_implementation(impl)
-    dataset, batch, pt = make_batch(tokenizer, spec, data_file, max_length=60)  # longer than gemma3's window 16
+    dataset, batch, pt = make_batch(tokenizer, spec, data_file, max_length=95)  # longer than gemma3's window 16
     with torch.no_grad():
         one = PretrainLoss()(model, batch)
         two = PretrainLoss(single_forward=False)(model, batch)
@@ -81,7 +82,7 @@ def test_one_forward_equals_two_forwards(family_model, data_file, impl):
 def test_loss_matches_hand_computation(tiny_model_dir, data_file):
     spec = resolve_spec(str(tiny_model_dir))
     model, tokenizer = load_model(spec, torch.float32)
-    dataset, batch, pt = make_batch(tokenizer, spec, data_file, n=3)
+    dataset, batch, pt = make_batch(tokenizer, spec, data_file, n=3, max_length=1000)  # texts kept whole
     with torch.no_grad():
         got = PretrainLoss(ebae_weight=0.3, ebar_weight=0.2, lm_weight=0.5)(model, batch)
     special = set(pt.special_ids["passage"] + pt.special_ids["query"]) | set(tokenizer.all_special_ids)
@@ -95,21 +96,72 @@ def test_loss_matches_hand_computation(tiny_model_dir, data_file):
                 logits = model(input_ids=torch.tensor([ids])).logits[0]
             rows = [j for j, t in enumerate(ids) if t in pt.special_ids[side]]
             logp = torch.log_softmax(logits[rows].max(dim=0).values, dim=-1)
-            targets = sorted(set(tokenizer(target_text, add_special_tokens=False)["input_ids"][:40]) - special)
+            targets = sorted(set(tokenizer(target_text, add_special_tokens=False)["input_ids"]) - special)
             out.append(-sum(logp[t] for t in targets) / len(targets))
             if side == "passage":  # next-token loss over the text tokens only
                 start = len(pt.pieces("passage")[0])
                 preds = torch.log_softmax(logits[start - 1:start - 1 + len(text_ids)], dim=-1)
-                lm.append(-preds[torch.arange(len(text_ids)), torch.tensor(text_ids)].mean())
-    want = {"ebae": torch.stack(ebae).mean(), "ebar": torch.stack(ebar).mean(), "lm": torch.stack(lm).mean()}
+                lm.append(-preds[torch.arange(len(text_ids)), torch.tensor(text_ids)])
+    assert len({len(x) for x in lm}) > 1  # texts of different lengths: token and row means differ
+    # the reference's LM loss: the mean over all text tokens of the micro-batch
+    want = {"ebae": torch.stack(ebae).mean(), "ebar": torch.stack(ebar).mean(), "lm": torch.cat(lm).mean()}
     want["loss"] = 0.3 * want["ebae"] + 0.2 * want["ebar"] + 0.5 * want["lm"]
     for key, value in want.items():
         torch.testing.assert_close(got[key], value.float(), rtol=1e-5, atol=1e-5)
     with torch.no_grad():  # LM weight 0: no LM columns are computed at all
-        _, no_lm, _ = make_batch(tokenizer, spec, data_file, n=3, with_lm=False)
+        _, no_lm, _ = make_batch(tokenizer, spec, data_file, n=3, max_length=1000, with_lm=False)
         off = PretrainLoss(ebae_weight=0.3, ebar_weight=0.2, lm_weight=0.0)(model, no_lm)
     assert "lm" not in no_lm and "lm" not in off
     torch.testing.assert_close(off["loss"], 0.3 * want["ebae"] + 0.2 * want["ebar"], rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # --lm_mean row: each text's mean, then the texts
+        rows = PretrainLoss(ebae_weight=0.3, ebar_weight=0.2, lm_weight=0.5, lm_mean="row")(model, batch)
+    torch.testing.assert_close(rows["lm"], torch.stack([x.mean() for x in lm]).mean().float(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("missing", ["predict_targets", "summarize_targets"])
+def test_a_branch_without_targets_hands_its_weight_to_the_other_as_the_reference(tiny_model_dir, data_file, missing):
+    """The reference's bag-of-words loss is the mean of the two branch losses when both have targets in
+    the micro-batch, else the one present: that branch then weighs ebae_weight + ebar_weight."""
+    spec = resolve_spec(str(tiny_model_dir))
+    model, tokenizer = load_model(spec, torch.float32)
+    _, batch, _ = make_batch(tokenizer, spec, data_file, n=3)
+    batch[missing] = torch.full_like(batch[missing], -1)
+    present = "ebae" if missing == "predict_targets" else "ebar"
+    with torch.no_grad():
+        ref = PretrainLoss(ebae_weight=0.03, ebar_weight=0.05, lm_weight=0.0)(model, batch)
+        fixed = PretrainLoss(ebae_weight=0.03, ebar_weight=0.05, lm_weight=0.0, bow_weighting="fixed")(model, batch)
+    assert float(ref[present]) > 0 and float(ref["ebar" if present == "ebae" else "ebae"]) == 0
+    torch.testing.assert_close(ref["loss"], 0.08 * ref[present], rtol=1e-6, atol=1e-7)
+    own = 0.03 if present == "ebae" else 0.05
+    torch.testing.assert_close(fixed["loss"], own * ref[present], rtol=1e-6, atol=1e-7)
+
+
+def test_lm_token_weights_token_and_row_means_by_hand():
+    """Rows with 1, 3 and 0 text tokens: the token mean weighs each of the 4 tokens 1/4 (the reference's
+    CrossEntropyLoss over the flattened micro-batch); the row mean gives each of the 2 texts 1/2, split
+    over its tokens; a row without tokens counts in neither."""
+    labels = torch.tensor([[-100, -100, 5], [7, 8, 9], [-100, -100, -100]])
+    token = lm_token_weights(labels)
+    assert token.tolist() == lm_token_weights(labels, "token").tolist()
+    torch.testing.assert_close(token, torch.tensor([[0, 0, .25], [.25, .25, .25], [0, 0, 0]]))
+    torch.testing.assert_close(lm_token_weights(labels, "row"),
+                               torch.tensor([[0, 0, .5], [1 / 6, 1 / 6, 1 / 6], [0, 0, 0]]))
+    assert lm_token_weights(torch.full((2, 3), -100)).sum() == 0  # no text tokens: no NaN
+    with pytest.raises(ValueError, match="lm mean"):
+        lm_token_weights(labels, "sequence")
+
+
+def test_branch_weights_by_hand():
+    """The reference's EBAE/EBAR weights: both present -> the weights given; one branch without targets in
+    the whole micro-batch -> the other gets both (0.05 + 0.05 = 0.1); 'fixed' never moves them."""
+    some, none = torch.tensor([[3, 4], [-1, -1]]), torch.full((2, 2), -1)
+    assert branch_weights(0.05, 0.05, some, some) == (0.05, 0.05)
+    assert branch_weights(0.05, 0.05, some, none) == pytest.approx((0.1, 0.05))
+    assert branch_weights(0.03, 0.05, none, some) == pytest.approx((0.03, 0.08))
+    assert branch_weights(0.03, 0.05, none, none) == (0.03, 0.05)  # nothing to weigh
+    assert branch_weights(0.03, 0.05, some, none, "fixed") == (0.03, 0.05)
+    with pytest.raises(ValueError, match="weighting"):
+        branch_weights(0.05, 0.05, some, some, "mean")
 
 
 @pytest.mark.parametrize("frozen_head", [False, True])
@@ -140,8 +192,8 @@ def test_head_losses_equal_full_logits(monkeypatch, frozen_head, head_kind):
         raw = head(hidden)
         return raw if cap is None else cap * torch.tanh(raw / cap)
 
-    lm = torch.stack([-torch.log_softmax(logits(text[i]), -1)[valid[i]].gather(1, labels[i, valid[i], None]).mean()
-                      for i in (0, 1, 3)]).mean()
+    # the default token mean: every text token of the micro-batch weighs the same
+    lm = -torch.log_softmax(logits(text[valid]), -1).gather(1, labels[valid][:, None]).mean()
     bow = torch.stack([-torch.log_softmax(logits(special[i]).amax(dim=0), -1)[targets[i][targets[i] >= 0]].mean()
                        for i in (0, 1)]).mean()  # max-pool over the k positions, then log-softmax
     want = 0.7 * lm + 0.2 * bow
