@@ -3,7 +3,7 @@ hybrid) end to end, resumable, with a table, a chart and the exact commands (``p
 llara_retrieval.reproduce``)."""
 from llara_retrieval._utils.lazy import lazy_getattr
 
-_EXPORTS = {"ReproduceConfig": "llara_retrieval.reproduce.stages", "plan": "llara_retrieval.reproduce.stages",
+_EXPORTS = {"ReproduceConfig": "llara_retrieval.reproduce.config", "plan": "llara_retrieval.reproduce.stages",
             "reproduce": "llara_retrieval.reproduce.pipeline"}
 __all__ = list(_EXPORTS)
 

@@ -1,13 +1,17 @@
 """Run the reproduction plan: one subprocess per stage, resumable, every command and wall time recorded.
 
-``<output>/reproduce.json`` records each finished stage (its command, seconds, finish time). A stage is
-skipped when its record holds the same command and nothing it depends on ran again; training stages
-pass ``--resume``, so an interrupted one continues from its last checkpoint, and evaluation reuses
-cached corpus embeddings chunk by chunk. The table, chart and command list are rewritten after each stage.
+``<output>/reproduce.json`` records each finished stage (its command, seconds, CPU, finish time). A stage is
+skipped when its record holds the same command and nothing it depends on ran again, so a run can be
+finished over several sessions (or machines) by rerunning the same command; training stages pass
+``--resume``, so an interrupted one continues from its last checkpoint, and evaluation reuses cached
+corpus embeddings chunk by chunk. After the dense stages, the dev split chooses what the hybrid fuses
+(recorded as ``selection``). The report is rewritten after each stage.
 """
 from __future__ import annotations
 
 import json
+import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -16,8 +20,19 @@ from pathlib import Path
 
 from llara_retrieval._utils.atomic import atomic_write
 from llara_retrieval._utils.errors import LlaraError
-from llara_retrieval.reproduce.report import system_ndcg, write_report
-from llara_retrieval.reproduce.stages import DENSE_STAGES, ReproduceConfig, Stage, hybrid_stage, plan, runs_dir
+from llara_retrieval.beir.run import run_path
+from llara_retrieval.reproduce.report import write_report
+from llara_retrieval.reproduce.selection import choose_hybrid_from_files
+from llara_retrieval.reproduce.stages import (
+    DEV,
+    ReproduceConfig,
+    Stage,
+    dataset_name,
+    hybrid_stage,
+    plan,
+    runs_dir,
+    split_dataset,
+)
 
 STATE = "reproduce.json"
 TOOL = "llara-reproduce"
@@ -25,6 +40,19 @@ TOOL = "llara-reproduce"
 
 def _say(message: str) -> None:
     print(f"{TOOL}: {message}", file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    """This machine's CPU model and the cores this process may use (stage records name it)."""
+    name = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name}, {cores} cores"
 
 
 def load_state(output: Path) -> dict:
@@ -78,18 +106,23 @@ def _run_stage(stage: Stage, config: ReproduceConfig, state: dict, rerun: set[st
                          "fix the cause and run the same command again to resume")
     seconds = round(time.perf_counter() - start, 1)
     state["stages"][stage.name] = {"command": command, "seconds": seconds, "system": stage.system,
+                                   "split": stage.split, "cpu": machine(),
                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     _save_state(output, state)
     rerun.add(stage.name)
     _say(f"{stage.name}: finished in {seconds:.0f} s")
 
 
-def best_dense_encoder(config: ReproduceConfig, stages: list[Stage]) -> str:
-    """The dense system with the highest nDCG@10 (on the evaluation split: an optimistic, test-set choice)."""
-    dense = [s for s in stages if s.name in DENSE_STAGES]
-    scores = {s: system_ndcg(runs_dir(config), config.dataset, config.eval_split, s.system) for s in dense}
-    best = max(dense, key=lambda s: scores[s])
-    return best.argv[best.argv.index("--encoder") + 1]
+def choose_on_dev(config: ReproduceConfig, stages: list[Stage]) -> tuple[Stage, dict]:
+    """The dense system (among those with a test evaluation) and linear weight the dev split prefers for the
+    hybrid; returns that system's test evaluation stage and the recorded choice."""
+    tested = {s.system: s for s in stages if s.split == config.eval_split and s.encoder}
+    runs, name = runs_dir(config), dataset_name(config)
+    dense = {s.system: run_path(runs, name, DEV, s.system) for s in stages
+             if s.split == DEV and s.encoder and s.system in tested}
+    choice = choose_hybrid_from_files(split_dataset(config) / "qrels" / f"{DEV}.tsv",
+                                      run_path(runs, name, DEV, "bm25"), dense, config.hybrid_weights)
+    return tested[choice.system], choice.to_dict()
 
 
 def reproduce(config: ReproduceConfig, python: str | None = None) -> Path:
@@ -99,14 +132,22 @@ def reproduce(config: ReproduceConfig, python: str | None = None) -> Path:
     output.mkdir(parents=True, exist_ok=True)
     state["config"] = config.to_dict()
     stages = plan(config)
+    names = [s.name for s in stages] + ["hybrid"]
+    if config.until is not None and config.until not in names:
+        raise LlaraError(f"--until {config.until}: no such stage (stages: {', '.join(names)})")
     rerun: set[str] = set()
     python = python or sys.executable
     for stage in stages:
         _run_stage(stage, config, state, rerun, python)
         write_report(config, state)
-    stage = hybrid_stage(config, best_dense_encoder(config, stages))
-    _run_stage(stage, config, state, rerun, python)
-    total = sum(r["seconds"] for r in state["stages"].values())
-    state["total_seconds"] = round(total, 1)
+        if stage.name == config.until:
+            _say(f"stopped after {stage.name} (--until); run again with a later --until, or without, to go on")
+            return output / "results.md"
+    chosen, state["selection"] = choose_on_dev(config, stages)
+    _save_state(output, state)
+    if config.test:
+        stage = hybrid_stage(config, chosen.encoder, state["selection"]["weight"], after=(chosen.name, "bm25"))
+        _run_stage(stage, config, state, rerun, python)
+    state["total_seconds"] = round(sum(r["seconds"] for n, r in state["stages"].items() if n in names), 1)
     _save_state(output, state)
     return write_report(config, state)

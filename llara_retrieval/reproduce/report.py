@@ -1,82 +1,19 @@
-"""The reproduction report: ``results.md`` (table, targets, settings), ``results.png`` (bar chart) and
-``commands.md`` (every command with its wall time), built from the runs' metrics JSON and the state."""
+"""The reproduction report: ``results.md`` (test table with seeds and paired tests, the dev-split choices, the
+ablation on dev, settings, stage times and CPU), ``results.png`` (bar chart) and ``commands.md`` (every
+command with its wall time), rebuilt from the run files, metrics JSON and the state after every stage."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from llara_retrieval._utils.atomic import atomic_save_figure, atomic_write
-from llara_retrieval.beir.run import metrics_path, run_path
-from llara_retrieval.reproduce.stages import FINETUNE, PRETRAIN, PRETRAIN_FINETUNE, ZERO_SHOT, ReproduceConfig, runs_dir
-from llara_retrieval.retrieval.runs import encoder_name
+from llara_retrieval.reproduce.ablation import Recipe, recipes
+from llara_retrieval.reproduce.results import METRICS, Claim, Row, TestScores, claims, collect_rows, seed_of
+from llara_retrieval.reproduce.stages import ReproduceConfig, plan, split_dataset
+from llara_retrieval.retrieval.significance import ALPHA, RANDOMISATION, T_TEST
+from llara_retrieval.retrieval.splits import RECORD
 
 MARK = "<!-- written by llara-reproduce; rewritten after every stage -->"
-METRICS = ("nDCG@10", "Recall@100")
-# (row, label, stages whose time the row adds, the row its deltas compare with)
-ROWS = (
-    ("1", "BM25 (Pyserini, k1=0.9 b=0.4)", ("bm25",), None),
-    ("2", "base + LLaRA prompts, zero-shot", (ZERO_SHOT,), None),
-    ("3", "base → pretrain (EBAE + EBAR), zero-shot", ("pretrain-data", PRETRAIN, f"{PRETRAIN}-eval"), "2"),
-    ("4", "base → finetune", ("mine", FINETUNE, f"{FINETUNE}-eval"), None),
-    ("5", "base → pretrain → finetune", (PRETRAIN_FINETUNE, f"{PRETRAIN_FINETUNE}-eval"), "4"),
-    ("6", "hybrid RRF (k=60): BM25 + best dense", ("hybrid",), None),
-    ("6b", "hybrid linear (w=0.5, min-max): BM25 + best dense", (), None),
-)
-
-
-def system_metrics(runs: Path, dataset: str, split: str, system: str) -> dict | None:
-    path = metrics_path(run_path(runs, Path(dataset).name, split, system))
-    return json.loads(path.read_text(encoding="utf-8"))["metrics"] if path.is_file() else None
-
-
-def system_ndcg(runs: Path, dataset: str, split: str, system: str) -> float:
-    metrics = system_metrics(runs, dataset, split, system)
-    return metrics["nDCG@10"] if metrics else float("-inf")
-
-
-def _systems(config: ReproduceConfig, state: dict) -> dict[str, str]:
-    """Row -> run system name (the hybrid rows follow the encoder the hybrid stage fused)."""
-    names = {"1": "bm25", "2": encoder_name(config.model), "3": PRETRAIN, "4": FINETUNE, "5": PRETRAIN_FINETUNE}
-    hybrid = state["stages"].get("hybrid", {}).get("system")
-    if hybrid:
-        names["6"], names["6b"] = hybrid, hybrid.replace("hybrid-rrf-", "hybrid-linear-", 1)
-    return names
-
-
-def collect_rows(config: ReproduceConfig, state: dict) -> list[dict]:
-    """One dict per table row: label, metrics (None when not run yet), seconds, deltas."""
-    names, runs = _systems(config, state), runs_dir(config)
-    rows = {}
-    for key, label, stages, versus in ROWS:
-        metrics = system_metrics(runs, config.dataset, config.eval_split, names[key]) if key in names else None
-        seconds = [state["stages"][s]["seconds"] for s in stages if s in state["stages"]]
-        row = {"row": key, "label": label, "system": names.get(key), "metrics": metrics,
-               "seconds": sum(seconds) if len(seconds) == len(stages) and stages else None, "delta": None}
-        base = rows.get(versus, {}).get("metrics") if versus else None
-        if metrics and base:
-            row["delta"] = {m: metrics[m] - base[m] for m in METRICS}
-        rows[key] = row
-    return list(rows.values())
-
-
-def _targets(rows: dict[str, dict]) -> list[str]:
-    fused = (rows["6"]["system"] or "").removeprefix("hybrid-rrf-")  # the dense run the hybrids fused
-    best = next((k for k in ("2", "3", "4", "5") if rows[k]["system"] == fused), None)
-
-    def ndcg(key):
-        return rows[key]["metrics"]["nDCG@10"] if key in rows and rows[key]["metrics"] else None
-
-    checks = [("system 5 above BM25", "5", "1"), ("hybrid RRF above BM25", "6", "1"),
-              ("hybrid RRF above the best dense run", "6", best), ("hybrid linear above BM25", "6b", "1"),
-              ("hybrid linear above the best dense run", "6b", best),
-              ("system 5 above system 4 (pretraining helps fine-tuning)", "5", "4"),
-              ("system 3 above system 2 (pretraining helps zero-shot)", "3", "2")]
-    lines = []
-    for text, a, b in checks:
-        if ndcg(a) is not None and ndcg(b) is not None:
-            verdict = "met" if ndcg(a) > ndcg(b) else "**missed**"
-            lines.append(f"- {text}: {ndcg(a):.4f} vs {ndcg(b):.4f}, {verdict}")
-    return lines
 
 
 def _duration(seconds: float | None) -> str:
@@ -86,68 +23,204 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min {secs:02d} s"
 
 
-def markdown(config: ReproduceConfig, state: dict, rows: list[dict]) -> str:
-    head = "| # | system | nDCG@10 | Recall@100 | Δ nDCG@10 | Δ Recall@100 | wall time |"
-    lines = [MARK, "", f"Evaluation: `{config.dataset}`, split `{config.eval_split}`; model "
-             f"`{config.model}`.", "", head, "|---|---|---:|---:|---:|---:|---:|"]
+def p_value(p: float) -> str:
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def _figure(row: Row, metric: str) -> str:
+    mean, sd = row.mean(metric), row.sd(metric)
+    if mean is None:
+        return "not run yet"
+    return f"{mean:.4f} ± {sd:.4f}" if sd is not None else f"{mean:.4f}"
+
+
+def _current(config: ReproduceConfig, state: dict) -> dict[str, dict]:
+    """The records of the stages of the current plan (a changed config can leave others in the state)."""
+    names = [s.name for s in plan(config)] + ["hybrid"]
+    return {n: state["stages"][n] for n in names if n in state["stages"]}
+
+
+def _row_seconds(config: ReproduceConfig, state: dict) -> dict[str, float | None]:
+    """Each row's own stages' wall time, once they all finished."""
+    done, out = _current(config, state), {}
+    stages = plan(config)
+    for key in ("1", "2", "3", "4", "5"):
+        own = [s.name for s in stages if s.row == key]
+        out[key] = sum(done[n]["seconds"] for n in own) if own and all(n in done for n in own) else None
+    out["6"] = done["hybrid"]["seconds"] if "hybrid" in done else None
+    return out
+
+
+def _table(config: ReproduceConfig, state: dict, rows: list[Row], vs_bm25: dict[str, Claim]) -> list[str]:
+    seconds = _row_seconds(config, state)
+    lines = ["| # | system | seeds | nDCG@10 | Recall@100 | Δ nDCG@10 vs BM25 | p vs BM25 | wall time |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        m, d = r["metrics"], r["delta"]
-        cells = [r["row"], r["label"], *(f"{m[k]:.4f}" if m else "not run yet" for k in METRICS),
-                 *(f"{d[k]:+.4f}" if d else "" for k in METRICS), _duration(r["seconds"])]
+        claim = vs_bm25.get(r.row)
+        seeds = f"{len(r.finished)} of {len(r.systems)}" if r.row in ("4", "5") else ""
+        cells = [r.row, r.label, seeds, *(_figure(r, m) for m in METRICS),
+                 f"{claim.test.delta:+.4f}" if claim else "", p_value(claim.test.p_randomisation) if claim else "",
+                 _duration(seconds.get(r.row))]
         lines.append("| " + " | ".join(cells) + " |")
-    by_key = {r["row"]: r for r in rows}
-    targets = _targets(by_key)
-    total = sum(s["seconds"] for s in state["stages"].values())
-    c = config
-    lines += ["", "Δ: row 3 against row 2, row 5 against row 4. The hybrid fuses the dense run with the best "
-              "nDCG@10 on this same split (an optimistic, test-set choice). Wall time: the row's own stages (row 5 "
-              "reuses the pretrained model of row 3 and the negatives mined for row 4; the hybrid reuses cached "
-              "embeddings).",
-              "", "Targets:" if targets else "", *targets, "",
-              f"Settings (chosen to fit a 2-core CPU): passages cut to {c.passage_max_len} tokens and queries to "
-              f"{c.query_max_len} (prompt included) for encoding and fine-tuning; pretrain: LoRA r={c.lora_r} "
-              f"α={c.lora_alpha}, {c.pretrain_steps} steps × {c.pretrain_batch_size} examples of "
-              f"{c.pretrain_max_len} tokens from {', '.join(f'`{p}`' for p in c.pretrain_text)}, lr {c.pretrain_lr}; "
-              f"finetune (rows 4 and 5 alike): LoRA r={c.lora_r} α={c.lora_alpha}, {c.finetune_steps} steps × "
-              f"{c.finetune_batch_size} queries × group {c.train_group_size} (1 positive + "
-              f"{c.train_group_size - 1} BM25 negatives sampled from the top {c.mine_depth}), τ={c.temperature}, "
-              f"lr {c.finetune_lr}, in-batch negatives.",
-              "", f"Total wall time of the stages: {_duration(total)}. Commands: `commands.md`; chart: `results.png`."]
+    return lines
+
+
+def _claims(claims_: list[Claim]) -> list[str]:
+    lines = ["| claim | Δ nDCG@10 | p (randomisation) | p (t-test) | wins / losses / ties | verdict |",
+             "|---|---:|---:|---:|---:|---|"]
+    for c in claims_:
+        t = c.test
+        seeds = f" ({c.seeds} seeds, per-query mean)" if c.seeds > 1 else ""
+        lines.append(f"| {c.text}{seeds} | {t.delta:+.4f} | {p_value(t.p_randomisation)} | {p_value(t.p_t)} | "
+                     f"{t.wins} / {t.losses} / {t.ties} | {c.verdict} |")
+    return lines
+
+
+def _per_seed(config: ReproduceConfig, rows: list[Row]) -> str:
+    by_row = {r.row: r for r in rows}
+    values4 = dict(zip(map(seed_of, by_row["4"].finished), by_row["4"].values.get("nDCG@10", [])))
+    values5 = dict(zip(map(seed_of, by_row["5"].finished), by_row["5"].values.get("nDCG@10", [])))
+    pairs = [f"seed {s}: {values5[s] - values4[s]:+.4f}" for s in config.seeds if s in values4 and s in values5]
+    return "Δ nDCG@10 of system 5 − system 4, seed by seed: " + "; ".join(pairs) + "." if pairs else ""
+
+
+def _split_line(config: ReproduceConfig) -> str:
+    path = split_dataset(config) / RECORD
+    if not path.is_file():
+        return "Dev split: not carved yet."
+    r = json.loads(path.read_text(encoding="utf-8"))
+    return (f"Dev split: {r['dev_queries']} queries drawn from the `{r['split']}` qrels (fraction {r['fraction']}, "
+            f"seed {r['seed']}; `{path}`); fine-tuning negatives are mined from the other {r['fit_queries']} "
+            "queries only. Every choice below is made on dev; the test split is evaluated once per system.")
+
+
+def _selection(config: ReproduceConfig, state: dict) -> list[str]:
+    choice = state.get("selection")
+    if not choice:
+        return ["The hybrid's dense run and weight are chosen on dev once every dense system finished."]
+    weights = list(next(iter(choice["grid"].values()))["linear"])
+    lines = [f"Hybrid chosen on dev: **{choice['system']}**, linear dense weight **{float(choice['weight']):g}** "
+             f"(the best dev nDCG@10 of linear fusion over {len(choice['grid'])} dense runs × {len(weights)} "
+             "weights; RRF fuses the same run). Dev nDCG@10:", "",
+             "| dense run | alone | RRF | " + " | ".join(f"w={float(w):g}" for w in weights) + " |",
+             "|---|---:|---:|" + "---:|" * len(weights)]
+    for system, row in choice["grid"].items():
+        cells = [f"{row['linear'][w]:.4f}" for w in weights]
+        if system == choice["system"]:
+            cells = [f"**{c}**" if float(w) == float(choice["weight"]) else c for c, w in zip(cells, weights)]
+        lines.append(f"| {system} | {row['dense']:.4f} | {row['rrf']:.4f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ablation(found: list[Recipe]) -> list[str]:
+    def cell(value):
+        if value is None:
+            return ""
+        mean, sd, n = value
+        return f"{mean:.4f}" + (f" ± {sd:.4f} ({n})" if sd is not None else (f" ({n})" if n > 1 else ""))
+
+    lines = ["| recipe | levers that differ from this run | 2 zero-shot | 3 pretrain | 4 finetune | "
+             "5 pretrain → finetune | best linear hybrid |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in found:
+        lines.append(f"| {r.label} | {r.differs} | " + " | ".join(cell(r.columns.get(k)) for k in
+                                                              ("2", "3", "4", "5", "hybrid")) + " |")
+    return lines
+
+
+def _settings(c: ReproduceConfig) -> str:
+    budget = (f"{c.finetune_steps} steps" if c.finetune_steps > 0
+              else f"{c.finetune_epochs:g} epoch(s) over the fit queries")
+    rounds = ("negatives mined with BM25" if c.negative_rounds == 1 else
+              f"{c.negative_rounds} rounds: round 1 on BM25 negatives, each later round on negatives mined with the "
+              "previous round's model, every round from the same start model")
+    extra = "".join(f" Extra {name} flags: `{flags}`." for name, flags in (("pretrain", c.pretrain_args),
+                                                                          ("finetune", c.finetune_args)) if flags)
+    return (f"Settings: passages cut to {c.passage_max_len} tokens and queries to {c.query_max_len} (prompt included) "
+            f"for encoding and fine-tuning; pretrain (seed {c.pretrain_seed}): LoRA r={c.lora_r} α={c.lora_alpha}, "
+            f"{c.pretrain_steps} steps × {c.pretrain_batch_size} examples of {c.pretrain_max_len} tokens "
+            f"(chunks of {c.pretrain_chunk_tokens}) from {', '.join(f'`{p}`' for p in c.pretrain_text)}, lr "
+            f"{c.pretrain_lr}; finetune (rows 4 and 5 alike, seeds {', '.join(map(str, c.seeds))}): LoRA "
+            f"r={c.lora_r} α={c.lora_alpha} dropout {c.lora_dropout}, {budget}, {c.finetune_batch_size} queries × "
+            f"group {c.train_group_size} (1 positive + {c.train_group_size - 1} negatives drawn from "
+            f"{c.mine_negatives} kept per query out of the top {c.mine_depth}; {rounds}), τ={c.temperature}, lr "
+            f"{c.finetune_lr} ({c.lr_scheduler}, warm-up {c.warmup_ratio:g} of the steps), in-batch negatives"
+            f"{f', GradCache chunks of {c.grad_cache_chunk}' if c.grad_cache_chunk else ''}. "
+            f"Hybrid weights tried on dev: {', '.join(f'{w:g}' for w in c.hybrid_weights)}.{extra}")
+
+
+def _times(config: ReproduceConfig, state: dict) -> list[str]:
+    done = _current(config, state)
+    cpus = sorted({r.get("cpu", "not recorded") for r in done.values()})
+    lines = [f"Stage wall times ({_duration(sum(r['seconds'] for r in done.values()))} in all; CPU: "
+             f"{'; '.join(cpus) if cpus else 'none yet'}):", "", "| stage | wall time | CPU | finished |",
+             "|---|---:|---|---|"]
+    lines += [f"| {n} | {_duration(r['seconds'])} | {r.get('cpu', '')} | {r['finished']} |" for n, r in done.items()]
+    todo = [s.name for s in plan(config) if s.name not in done]
+    if todo:
+        lines += ["", f"Not run yet ({len(todo)}): {', '.join(todo)}. Run the same command again to continue."]
+    return lines
+
+
+def markdown(config: ReproduceConfig, state: dict, rows: list[Row], claims_: list[Claim]) -> str:
+    vs_bm25 = {c.row_a: c for c in claims_ if c.row_b == "1"}
+    lines = [MARK, "", f"Evaluation: `{config.dataset}`, split `{config.eval_split}`; model `{config.model}`.", ""]
+    if config.test:
+        lines += _table(config, state, rows, vs_bm25)
+        lines += ["", "Rows 4 and 5: mean ± sample sd over the seeds that finished. Δ and p: paired over the test "
+                  "queries (seeded rows: each query's nDCG@10 averaged over the seeds). Wall time: the row's own "
+                  "stages, dev and test evaluation included (row 5 reuses row 3's model and row 4's BM25 "
+                  "negatives; the hybrid reuses cached runs).", "", "Claims (test nDCG@10):", ""]
+        lines += _claims(claims_) if claims_ else ["(none can be tested yet)"]
+        lines += ["", f"p (randomisation): {RANDOMISATION}, {config.permutation_rounds} rounds, seed "
+                  f"{config.stats_seed} (exact when 2^queries ≤ rounds); p (t-test): {T_TEST}. A verdict is **met** "
+                  f"when Δ > 0 and p (randomisation) < {ALPHA}, **missed** when Δ < 0 and p < {ALPHA}, else "
+                  "**not significant**.", "", _per_seed(config, rows)]
+    else:
+        lines += ["Dev-only run (`--no-test`): the test split was not evaluated; compare recipes in the ablation "
+                  "below, then run the chosen one with the test split."]
+    lines += ["", "## Model selection on the dev split", "", _split_line(config), "", *_selection(config, state),
+              "", "## Ablation (dev nDCG@10)", "",
+              "Each recipe is one output folder (`--compare` lists the others); seeded columns: mean ± sd (seeds). "
+              "Compare recipes only on the same dev split.", "", *_ablation(recipes(config, state)),
+              "", "## Settings and times", "", _settings(config), "", *_times(config, state), "",
+              "Commands: `commands.md`; chart: `results.png`."]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def commands_md(state: dict) -> str:
     lines = [MARK, "", "Every stage, in run order, exactly as it ran (`python` = the project's interpreter), "
-             "with its wall time:", ""]
+             "with its wall time and CPU:", ""]
     for name, record in state["stages"].items():
-        lines += [f"## {name} ({_duration(record['seconds'])}, finished {record['finished']})", "",
-                  "```bash", record["command"], "```", ""]
+        lines += [f"## {name} ({_duration(record['seconds'])}, finished {record['finished']}, "
+                  f"{record.get('cpu', 'CPU not recorded')})", "", "```bash", record["command"], "```", ""]
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: Path) -> Path | None:
-    """Grouped bars of nDCG@10 and Recall@100 per finished system, BM25's nDCG@10 as a dashed line."""
+def plot(rows: list[Row], path: Path) -> Path | None:
+    """Grouped bars of test nDCG@10 and Recall@100 per row (seeded rows: mean with a ± sd bar), BM25 dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [r for r in rows if r["metrics"]]
+    done = [r for r in rows if r.finished]
     if not done:
         return None
     fig, ax = plt.subplots(figsize=(9, 4.2))
     xs = range(len(done))
     for offset, metric in ((-0.2, "nDCG@10"), (0.2, "Recall@100")):
-        values = [r["metrics"][metric] for r in done]
-        bars = ax.bar([x + offset for x in xs], values, width=0.4, label=metric)
+        bars = ax.bar([x + offset for x in xs], [r.mean(metric) for r in done], width=0.4, label=metric,
+                      yerr=[r.sd(metric) or 0.0 for r in done], capsize=3)
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
-    bm25 = next((r for r in done if r["row"] == "1"), None)
+    bm25 = next((r for r in done if r.row == "1"), None)
     if bm25:
-        ax.axhline(bm25["metrics"]["nDCG@10"], color="grey", linestyle="--", linewidth=1, label="BM25 nDCG@10")
-    ax.set_xticks(list(xs), [f"{r['row']}. {r['system']}" for r in done], rotation=20, ha="right", fontsize=8)
+        ax.axhline(bm25.mean("nDCG@10"), color="grey", linestyle="--", linewidth=1, label="BM25 nDCG@10")
+    labels = [f"{r.row}. {r.finished[0] if len(r.finished) == 1 else r.systems[0].rsplit('-s', 1)[0]}"
+              + (f" ({len(r.finished)} seeds)" if len(r.finished) > 1 else "") for r in done]
+    ax.set_xticks(list(xs), labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 1.2)
     ax.legend(fontsize=8, loc="upper left", ncol=3)
-    ax.set_title("LLaRA ablation (make reproduce)")
+    ax.set_title("LLaRA ablation (make reproduce), test split")
     fig.tight_layout()
     atomic_save_figure(fig, path)
     return path
@@ -156,6 +229,7 @@ def plot(rows: list[dict], path: Path) -> Path | None:
 def write_report(config: ReproduceConfig, state: dict) -> Path:
     output = Path(config.output)
     rows = collect_rows(config, state)
+    claims_ = claims(config, rows, TestScores(config)) if config.test else []
     atomic_write(output / "commands.md", commands_md(state))
     plot(rows, output / "results.png")
-    return atomic_write(output / "results.md", markdown(config, state, rows))
+    return atomic_write(output / "results.md", markdown(config, state, rows, claims_))

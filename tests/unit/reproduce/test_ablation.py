@@ -1,0 +1,63 @@
+"""The ablation table reads each recipe's dev metrics (this run, its earlier negative rounds, --compare folders)
+and names the levers that differ; mean and sd are checked against statistics on the same numbers."""
+import json
+import statistics
+
+import pytest
+
+from llara_retrieval.reproduce.ablation import recipes
+from llara_retrieval.reproduce.config import ReproduceConfig
+from llara_retrieval.reproduce.report import markdown
+from llara_retrieval.reproduce.results import collect_rows
+
+
+def write_metrics(folder, system, ndcg, dataset="toy", split="dev"):
+    runs = folder / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / f"run.{dataset}.{split}.{system}.metrics.json").write_text(json.dumps(
+        {"tool": "llara-beir", "system": system, "run_file": f"run.{dataset}.{split}.{system}.trec",
+         "metrics": {"nDCG@10": ndcg, "Recall@100": ndcg + 0.1}}))
+
+
+def make_run(folder, dataset, **levers):
+    config = ReproduceConfig(dataset=str(dataset), pretrain_text=["p.jsonl"], output=str(folder), seeds=[1, 2],
+                             model="encoders/base.json", **levers)
+    folder.mkdir(parents=True)
+    (folder / "reproduce.json").write_text(json.dumps({"tool": "llara-reproduce", "stages": {},
+                                                       "config": config.to_dict()}))
+    return config
+
+
+def test_recipes_rows_hold_dev_means_and_differences(tmp_path):
+    dataset = tmp_path / "toy"
+    dataset.mkdir()
+    this = make_run(tmp_path / "a", dataset, negative_rounds=2)
+    for system, value in (("base", 0.1), ("pretrain", 0.2), ("finetune-s1", 0.50), ("finetune-s2", 0.54),
+                          ("finetune-s1-r1", 0.40), ("pretrain-finetune-s1", 0.6)):
+        write_metrics(tmp_path / "a", system, value)
+    other = make_run(tmp_path / "b", dataset, passage_max_len=512, train_group_size=4)
+    write_metrics(tmp_path / "b", "finetune-s2", 0.7)
+    this.compare = [str(tmp_path / "b"), str(tmp_path / "missing")]
+    rows = recipes(this, {"stages": {}, "selection": {"grid": {"finetune-s1": {"linear": {"0.3": 0.61, "0.5": 0.65}},
+                                                               "base": {"linear": {"0.3": 0.2, "0.5": 0.3}}}}})
+    labels = ["this run", "this run, round 1 of 2", f"`{other.output}`", f"`{tmp_path}/missing`"]
+    assert [r.label for r in rows] == labels
+    main, round1, compared, missing = rows
+    mean, sd, n = main.columns["4"]
+    assert (mean, sd, n) == pytest.approx((statistics.fmean([0.5, 0.54]), statistics.stdev([0.5, 0.54]), 2))
+    assert main.columns["5"] == (0.6, None, 1) and main.columns["2"] == (0.1, None, 1)
+    assert main.columns["hybrid"] == (0.65, None, 1)
+    assert round1.columns["4"] == (0.4, None, 1) and round1.columns["5"] is None
+    assert compared.differs == "passage-max-len 512, negative-rounds 1, train-group-size 4"
+    assert compared.columns["4"] == (0.7, None, 1) and compared.columns["2"] is None
+    assert missing.differs.startswith("not readable (FileNotFoundError")
+
+
+def test_a_dev_only_run_reports_no_test_figures(tmp_path):
+    dataset = tmp_path / "toy"
+    dataset.mkdir()
+    config = make_run(tmp_path / "a", dataset, test=False)
+    write_metrics(tmp_path / "a", "finetune-s1", 0.5)
+    text = markdown(config, {"stages": {}}, collect_rows(config, {"stages": {}}), [])
+    assert "Dev-only run" in text and "| 1 | BM25" not in text
+    assert "| this run | (the recipe of the table) |  |  | 0.5000 |  |  |" in text

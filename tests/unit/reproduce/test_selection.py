@@ -1,0 +1,71 @@
+"""The hybrid's dense run and weight: the dev nDCG@10 maximum over the grid, checked against a brute force
+with its own min-max fusion and pytrec_eval; ReproduceConfig's checks and flags."""
+import random
+
+import pytest
+import pytrec_eval
+
+from llara_retrieval._utils.errors import LlaraError
+from llara_retrieval.reproduce.__main__ import parser
+from llara_retrieval.reproduce.config import ReproduceConfig
+from llara_retrieval.reproduce.selection import choose_hybrid
+
+
+def make_runs(seed=0, queries=12, docs=30):
+    rng = random.Random(seed)
+    qrels = {f"q{i}": {f"d{rng.randrange(docs)}": 1, f"d{rng.randrange(docs)}": 2} for i in range(queries)}
+
+    def noisy(signal):  # relevant documents get a boost of ``signal`` on top of noise
+        return {q: {f"d{j}": rng.random() + signal * qrels[q].get(f"d{j}", 0) for j in range(docs)} for q in qrels}
+
+    return qrels, noisy(0.6), {"weak": noisy(0.2), "strong": noisy(0.5), "noise": noisy(0.0)}
+
+
+def own_ndcg10(qrels, run):
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(run)
+    return sum(v["ndcg_cut_10"] for v in per_query.values()) / len(qrels)
+
+
+def own_fusion(dense, sparse, w):
+    out = {}
+    for q in dense:
+        parts = []
+        for run in (dense[q], sparse[q]):
+            low, high = min(run.values()), max(run.values())
+            parts.append({d: (s - low) / (high - low) for d, s in run.items()})
+        out[q] = {d: w * parts[0].get(d, 0.0) + (1 - w) * parts[1].get(d, 0.0) for d in set(parts[0]) | set(parts[1])}
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_choice_is_the_dev_maximum_of_the_grid(seed):
+    qrels, bm25, dense = make_runs(seed)
+    weights = [0.2, 0.5, 0.8]
+    choice = choose_hybrid(qrels, bm25, dense, weights)
+    scores = {(s, w): own_ndcg10(qrels, own_fusion(run, bm25, w)) for s, run in dense.items() for w in weights}
+    assert scores[(choice.system, choice.weight)] == pytest.approx(max(scores.values()), abs=1e-6)
+    for (system, weight), value in scores.items():
+        assert choice.grid[system]["linear"][weight] == pytest.approx(value, abs=1e-6)
+    assert choice.grid["noise"]["dense"] < choice.grid["strong"]["dense"]
+    with pytest.raises(LlaraError, match="at least one dense dev run"):
+        choose_hybrid(qrels, bm25, {}, weights)
+
+
+def test_config_refuses_unsound_settings(tmp_path):
+    base = {"dataset": str(tmp_path), "pretrain_text": ["x.jsonl"]}
+    assert ReproduceConfig(**base).seeds == [42, 43, 44]
+    for bad, pattern in ((dict(train_split="test"), "both 'test'"), (dict(dev_fraction=0.0), "--dev-fraction"),
+                         (dict(seeds=[1, 1]), "distinct seeds"), (dict(hybrid_weights=[1.5]), "--hybrid-weights"),
+                         (dict(lr_scheduler="step"), "--lr-scheduler"), (dict(negative_rounds=0), "--negative-rounds")):
+        with pytest.raises(LlaraError, match=pattern):
+            ReproduceConfig(**base, **bad)
+
+
+def test_flags_cover_every_field_with_its_type():
+    args = parser().parse_args(["--dataset", "d", "--pretrain-text", "a", "b", "--seeds", "1", "2",
+                                "--hybrid-weights", "0.25", "--no-test", "--finetune-epochs", "2"])
+    config = ReproduceConfig(**vars(args))
+    assert config.seeds == [1, 2] and config.hybrid_weights == [0.25] and config.test is False
+    assert config.pretrain_text == ["a", "b"] and config.finetune_epochs == 2.0 and config.compare == []
+    defaults = ReproduceConfig(**vars(parser().parse_args(["--dataset", "d", "--pretrain-text", "a"])))
+    assert defaults == ReproduceConfig(dataset="d", pretrain_text=["a"])
