@@ -1,20 +1,28 @@
 """Encoding throughput: LlaraEncoder vs the public LLaRA model-card loop, same passages, dtype and device.
 
-(a) LlaraEncoder.encode_passages; (b) the model card's loop: AutoModel-style body with
-output_hidden_states=True, fixed-size batches in corpus order padded (pad_to_multiple_of=8) to the
-longest, last 8 positions pooled. Each runs in its own process so peak memory is its own. Prints
-docs/s, tokens/s, peak memory, the speed ratio (a)/(b), the largest cosine distance between the two
-sets of vectors, and the fraction of this machine's bf16 matmul peak (measured in the same run).
+(a) ``LlaraEncoder.encode_passages`` on the raw texts; (b) the model card's loop, also from the raw
+texts: each text tokenised as the card does (its prompt strings, the text cut to ``--max-length``),
+fixed-size batches in corpus order left-padded to a multiple of 8, the ``AutoModel`` body with
+``output_hidden_states=True``, the last 8 positions pooled. Each method runs in its own process (so
+peak memory is its own): one warm-up pass over the same texts, then ``--repeats`` timed passes; the
+median (and min) is reported. Prints the CPU model and its ISA, the dtype, tokens/s, the speed ratio
+(a)/(b) of the medians, the fraction of this machine's matmul peak in that dtype (the best 2048 × 2048
+matmul, timed between the passes of both methods, on the same device), and each method's largest cosine
+distance to float32 vectors (LlaraEncoder in float32).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import multiprocessing as mp
+import statistics
 import time
 
 import numpy as np
 import torch
+
+CARD_PREFIX = '"'
+CARD_SUFFIX = '", summarize the above passage within eight words: <s1><s2><s3><s4><s5><s6><s7><s8>'
 
 
 def rss_mib(field: str) -> float:
@@ -25,67 +33,69 @@ def rss_mib(field: str) -> float:
     return float("nan")
 
 
-def card_loop(encoder, ids: list[list[int]], batch_size: int, sort: bool = False) -> np.ndarray:
-    """The model card's loop, fed the same token ids (BOS '"' text suffix) as the encoder.
-
-    ``sort=True`` (ablation) batches the texts by length first, changing nothing else.
-    """
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i])) if sort else list(range(len(ids)))
-    ids = [ids[i] for i in order]
-    tok = encoder.tokenizer
-    tok.padding_side = "left"  # the card slices the last 8 positions, which needs left padding
-    body = encoder.model.base_model
+def card_loop(model, tokenizer, texts: list[str], batch_size: int, max_length: int, device) -> np.ndarray:
+    """The BAAI/LLARA-passage model card's passage loop, from raw text (written out as the card has it)."""
+    prefix_ids = tokenizer(CARD_PREFIX, return_tensors=None)["input_ids"]
+    suffix_ids = tokenizer(CARD_SUFFIX, return_tensors=None)["input_ids"][1:]
+    tokenizer.padding_side = "left"  # the card slices the last 8 positions
     out = []
     with torch.no_grad():
-        for start in range(0, len(ids), batch_size):
-            feats = [{"input_ids": x, "attention_mask": [1] * len(x)} for x in ids[start:start + batch_size]]
-            inputs = tok.pad(feats, padding=True, pad_to_multiple_of=8, return_tensors="pt").to(encoder.device)
-            outputs = body(**inputs, return_dict=True, output_hidden_states=True)
+        for start in range(0, len(texts), batch_size):
+            rows = []
+            for text in texts[start:start + batch_size]:
+                ids = tokenizer(text, return_tensors=None, max_length=max_length, truncation=True,
+                                add_special_tokens=False)["input_ids"]
+                ids = prefix_ids + ids + suffix_ids
+                rows.append({"input_ids": ids, "attention_mask": [1] * len(ids)})
+            inputs = tokenizer.pad(rows, padding=True, pad_to_multiple_of=8, return_tensors="pt").to(device)
+            outputs = model(**inputs, return_dict=True, output_hidden_states=True)
             emb = outputs.hidden_states[-1][:, -8:, :].float().mean(dim=1)
             out.append(torch.nn.functional.normalize(emb, dim=-1).cpu().numpy())
-    vectors = np.empty((len(ids), out[0].shape[1]), dtype=np.float32)
-    vectors[order] = np.concatenate(out)
-    return vectors
+    return np.concatenate(out)
 
 
 def worker(method: str, texts: list[str], args: argparse.Namespace, queue: mp.Queue) -> None:
     from llara_retrieval import LlaraEncoder
 
     torch.set_num_threads(args.threads)
-    enc = LlaraEncoder.from_pretrained(args.encoder, device=args.device, dtype=args.dtype)
-    ids = enc.prompt_tokenizer.build(texts, "passage", args.max_length)
-    if method == "llara-left":  # ablation: our loop, but left padding with a mask and position ids
-        enc.padding_side = "left"
-    methods = {
-        "card": lambda: card_loop(enc, ids, args.batch_size),
-        "card-sorted": lambda: card_loop(enc, ids, args.batch_size, sort=True),
-        "llara-left": lambda: enc.encode_passages(texts, batch_size=args.batch_size, max_length=args.max_length,
-                                                  show_progress_bar=False),
-    }
-    methods["llara"] = methods["llara-left"]
-    run = methods[method]
-    enc.encode_passages(texts[:2], show_progress_bar=False)  # warm-up: allocator, kernels
+    dtype = "float32" if method == "float32" else args.dtype
+    enc = LlaraEncoder.from_pretrained(args.encoder, device=args.device, dtype=dtype)
+    body = enc.model.base_model
+    if method == "card":
+        def run():
+            return card_loop(body, enc.tokenizer, texts, args.batch_size, args.max_length, enc.device)
+    else:
+        def run():
+            return enc.encode_passages(texts, batch_size=args.batch_size, max_length=args.max_length,
+                                       show_progress_bar=False)
     loaded = rss_mib("VmRSS")
-    start = time.perf_counter()
-    vectors = run()
-    seconds = time.perf_counter() - start
-    queue.put({"method": method, "seconds": seconds, "vectors": vectors, "peak_mib": rss_mib("VmHWM") - loaded,
-               "lengths": [len(x) for x in ids], "config": enc.model.config.to_dict(),
-               "dtype": enc.dtype, "body_params": sum(p.numel() for n, p in enc.model.base_model.named_parameters() if "embed" not in n)})
+    vectors = run()  # warm-up on the same texts: allocator, kernels, caches
+    seconds, peaks = [], []
+    for _ in range(0 if method == "float32" else args.repeats):
+        start = time.perf_counter()
+        vectors = run()
+        if enc.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+        peaks.append(matmul_peak(enc.dtype, enc.device))  # between passes: the same conditions as the model
+    ids = enc.prompt_tokenizer.build(texts, "passage", args.max_length)
+    queue.put({"method": method, "seconds": seconds, "peaks": peaks, "vectors": vectors, "peak_mib": rss_mib("VmHWM") - loaded,
+               "lengths": [len(x) for x in ids], "config": enc.model.config.get_text_config().to_dict(),
+               "dtype": enc.dtype,
+               "body_params": sum(p.numel() for n, p in body.named_parameters() if "embed" not in n)})
 
 
-def matmul_peak(dtype: torch.dtype, threads: int, n: int = 2048, repeats: int = 5) -> float:
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, repeats: int = 3) -> float:
+    """FLOP/s of the best of ``repeats`` ``n × n`` matmuls in ``dtype`` on ``device``."""
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first one warms up
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def model_flops(lengths: list[int], cfg: dict, body_params: int) -> float:
@@ -101,7 +111,7 @@ def select_passages(corpus: str, count: int, max_length: int, encoder: str) -> l
 
     from llara_retrieval.core.default_model import ensure_default_model
     from llara_retrieval.core.loading import resolve_spec
-    from llara_retrieval.core.prompts import PromptTokenizer
+    from llara_retrieval.core.prompts import PromptTokenizer, format_passage
 
     spec = resolve_spec(encoder)
     tok = AutoTokenizer.from_pretrained(str(ensure_default_model()) if spec.base_model == "default" else spec.base_model)
@@ -110,7 +120,7 @@ def select_passages(corpus: str, count: int, max_length: int, encoder: str) -> l
     chosen = []
     with open(corpus, encoding="utf-8") as handle:
         for rec in map(json.loads, handle):
-            text = f"{rec.get('title', '').strip()} {rec['text']}".strip()
+            text = format_passage(rec, spec.title_separator)
             if len(prompts.build([text], "passage", None)[0]) <= max_length:
                 chosen.append(text)
             if len(chosen) == count:
@@ -127,43 +137,49 @@ def main() -> None:
     parser.add_argument("--num-docs", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--dtype", default=None, help="default: the encoder's own choice for this machine")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes of each method after its warm-up")
+    parser.add_argument("--dtype", default=None, help="default: the precision policy's choice for this machine")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--ablation", action="store_true",
-                        help="also time the card loop with length sorting, and our loop with left padding + mask")
     args = parser.parse_args()
+    if args.repeats < 1:
+        raise SystemExit("bench_encode: --repeats must be at least 1")
+
+    from llara_retrieval.core.precision import cpu_description, dtype_name
 
     texts = select_passages(args.corpus, args.num_docs, args.max_length, args.encoder)
     ctx = mp.get_context("spawn")
     results = {}
-    methods = ("card", "card-sorted", "llara-left", "llara") if args.ablation else ("card", "llara")
-    for method in methods:
+    for method in ("llara", "card", "float32"):
+        if method == "float32" and results["llara"]["dtype"] == torch.float32:
+            results[method] = results["llara"]  # already float32: it is its own reference
+            continue
         queue = ctx.Queue()
         proc = ctx.Process(target=worker, args=(method, texts, args, queue))
         proc.start()
         results[method] = queue.get()
         proc.join()
     dtype = results["llara"]["dtype"]
-    peak = matmul_peak(dtype, args.threads)
-
+    peak = max(results["llara"]["peaks"] + results["card"]["peaks"])
     tokens = sum(results["llara"]["lengths"])
     flops = model_flops(results["llara"]["lengths"], results["llara"]["config"], results["llara"]["body_params"])
-    print(f"{len(texts)} SciFact passages, {tokens} tokens (prompt included, <= {args.max_length}), "
-          f"batch {args.batch_size}, {dtype}, {args.device}, {args.threads} threads")
-    print(f"matmul peak ({dtype}, {args.threads} threads): {peak / 1e9:.0f} GFLOP/s; "
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_description()
+    print(f"{device}, {args.threads} threads, {dtype_name(dtype)}")
+    print(f"{len(texts)} passages, {tokens} tokens (prompt included, <= {args.max_length}), batch {args.batch_size}, "
+          f"warm-up + {args.repeats} timed passes each")
+    print(f"matmul peak ({dtype_name(dtype)}): {peak / 1e9:.0f} GFLOP/s; "
           f"model cost {flops / tokens / 1e6:.0f} MFLOP/token")
-    print(f"{'method':<30}{'seconds':>9}{'docs/s':>9}{'tokens/s':>10}{'peak MiB':>10}{'of peak':>9}")
-    labels = {"card": "(b) model-card loop", "card-sorted": "(b) + length-sorted batches",
-              "llara-left": "(a) with left padding + mask", "llara": "(a) LlaraEncoder"}
-    for method in methods:
+    print(f"{'method':<24}{'median s':>9}{'min s':>8}{'tokens/s':>10}{'of peak':>9}{'peak MiB':>10}"
+          f"{'cos dist fp32':>15}")
+    reference = results["float32"]["vectors"]
+    for method, label in (("card", "(b) model-card loop"), ("llara", "(a) LlaraEncoder")):
         r = results[method]
-        print(f"{labels[method]:<30}{r['seconds']:>9.2f}{len(texts) / r['seconds']:>9.2f}{tokens / r['seconds']:>10.0f}"
-              f"{r['peak_mib']:>10.0f}{flops / r['seconds'] / peak:>9.0%}")
-    ratio = results["card"]["seconds"] / results["llara"]["seconds"]
-    cos = (results["llara"]["vectors"] * results["card"]["vectors"]).sum(axis=1)
-    print(f"speed ratio (a)/(b): {ratio:.2f}x")
-    print(f"largest cosine distance between (a) and (b) vectors: {1 - cos.min():.2e}")
+        median = statistics.median(r["seconds"])
+        distance = 1 - (r["vectors"] * reference).sum(axis=1).min()
+        print(f"{label:<24}{median:>9.2f}{min(r['seconds']):>8.2f}{tokens / median:>10.0f}"
+              f"{flops / median / peak:>9.0%}{r['peak_mib']:>10.0f}{distance:>15.2e}")
+    ratio = statistics.median(results["card"]["seconds"]) / statistics.median(results["llara"]["seconds"])
+    print(f"speed ratio (a)/(b), medians: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@
   the LM head only at the 16 special columns and the text, chunk by chunk from the final hidden states,
   with one vocabulary-sized gradient for the tied head/embedding weight (``train/head_losses.py``);
 - reference-style (as the public LLaRA code): two forwards (passage side, query side) with
-  full-vocabulary logits at every position, the same losses taken from them.
+  full-vocabulary logits at every position, the same losses taken from them;
+- ours under bf16 autocast (float32 master weights), what ``--precision auto`` trains in where bf16 is
+  native: its step time and memory against ours in float32 (on a CPU without native bf16, e.g. AVX2
+  only, bf16 is emulated and slower: the policy then trains in float32).
 
 Each mode runs in its own subprocess (so peak memory is its own): load the model, build the batch, run
 ``--warmup`` + ``--steps`` training steps (forward, backward, SGD step); report the median step time,
@@ -15,6 +18,7 @@ step (must agree between the modes).
 
     python benchmarks/bench_train.py [--model default] [--batch 4] [--max_length 128] [--steps 3]
                                      [--device cpu|cuda] [--dtype float32|bfloat16] [--data F.jsonl]
+                                     [--no-autocast]
 """
 from __future__ import annotations
 
@@ -116,6 +120,9 @@ def child(args) -> None:
     ours = PretrainLoss()
 
     def loss_of(batch):
+        if args.mode == "ours-bf16-autocast":
+            with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16):
+                return ours(model, batch)["loss"]
         if args.mode == "ours":
             return ours(model, batch)["loss"]
         lm, ebae, ebar = reference_logits(model, batch)
@@ -160,13 +167,20 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="weights (default: float32)")
     parser.add_argument("--data", default=str(DATA), help="JSONL of {'text'} paragraphs (default: shared wikitext-2)")
-    parser.add_argument("--mode", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--no-autocast", dest="autocast", action="store_false",
+                        help="skip the bf16-autocast run of our step")
+    parser.add_argument("--mode", choices=["ours", "reference", "ours-bf16-autocast"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:
         child(args)
         return 0
+    from llara_retrieval.core.precision import cpu_description
+
+    where = args.device if args.device.startswith("cuda") else cpu_description()
+    print(f"{where}, weights {args.dtype}, batch {args.batch} x {args.max_length} tokens, "
+          f"median of {args.steps} steps after {args.warmup} warm-up", flush=True)
     results = {}
-    for mode in ("ours", "reference"):
+    for mode in ("ours", "reference") + (("ours-bf16-autocast",) if args.autocast else ()):
         passed = ("model", "batch", "max_length", "warmup", "steps", "device", "dtype", "data")
         cmd = [sys.executable, __file__, "--mode", mode] + [f"--{k}={getattr(args, k)}" for k in passed]
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
@@ -176,12 +190,18 @@ def main() -> int:
             return 1
         results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
         r = results[mode]
-        print(f"{mode:>9}: step {r['step_s']:.3f} s, step peak memory {r['peak_mb']:.0f} MB above the resident "
+        print(f"{mode:>18}: step {r['step_s']:.3f} s, step peak memory {r['peak_mb']:.0f} MB above the resident "
               f"{r['resident_mb']:.0f} MB (total peak {r['total_peak_mb']:.0f} MB), loss {r['loss']:.5f}, "
               f"batch {r['shape']}", flush=True)
     ours, ref = results["ours"], results["reference"]
     print(f"speed-up {ref['step_s'] / ours['step_s']:.2f}x, memory reduction {ref['peak_mb'] / ours['peak_mb']:.2f}x, "
           f"loss difference {abs(ref['loss'] - ours['loss']):.2e}")
+    if args.autocast:
+        bf16 = results["ours-bf16-autocast"]
+        gap = abs(bf16["loss"] - ours["loss"])
+        print(f"bf16 autocast vs float32 (ours): speed-up {ours['step_s'] / bf16['step_s']:.2f}x, step memory "
+              f"{bf16['peak_mb']:.0f} vs {ours['peak_mb']:.0f} MB, loss difference {gap:.2e} "
+              f"({gap / abs(ours['loss']):.1e} relative)")
     return 0
 
 

@@ -10,8 +10,6 @@ corpus embeddings chunk by chunk. After the dense stages, the dev split chooses 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -21,6 +19,7 @@ from pathlib import Path
 from llara_retrieval._utils.atomic import atomic_write
 from llara_retrieval._utils.errors import LlaraError
 from llara_retrieval.beir.run import run_path
+from llara_retrieval.core.precision import cpu_description
 from llara_retrieval.reproduce.report import write_report
 from llara_retrieval.reproduce.selection import choose_hybrid_from_files
 from llara_retrieval.reproduce.stages import (
@@ -40,19 +39,6 @@ TOOL = "llara-reproduce"
 
 def _say(message: str) -> None:
     print(f"{TOOL}: {message}", file=sys.stderr, flush=True)
-
-
-def machine() -> str:
-    """This machine's CPU model and the cores this process may use (stage records name it)."""
-    name = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
-    except OSError:
-        pass
-    name = name or platform.processor() or platform.machine() or "unknown CPU"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{name}, {cores} cores"
 
 
 def load_state(output: Path) -> dict:
@@ -106,7 +92,7 @@ def _run_stage(stage: Stage, config: ReproduceConfig, state: dict, rerun: set[st
                          "fix the cause and run the same command again to resume")
     seconds = round(time.perf_counter() - start, 1)
     state["stages"][stage.name] = {"command": command, "seconds": seconds, "system": stage.system,
-                                   "split": stage.split, "cpu": machine(),
+                                   "split": stage.split, "cpu": cpu_description(),
                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     _save_state(output, state)
     rerun.add(stage.name)

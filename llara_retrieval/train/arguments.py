@@ -3,7 +3,8 @@
 ``ModelArguments`` and ``LlaraTrainingArguments`` are shared by ``pretrain`` and ``finetune``; each stage
 adds its own data/loss dataclass. ``LlaraTrainingArguments`` is HF's ``TrainingArguments`` (so torchrun,
 ``--deepspeed``, ``--bf16``, ``--gradient_checkpointing`` ... work unchanged) with safer defaults and
-two flags HF dropped or never had: ``--overwrite_output_dir`` and ``--resume``.
+flags HF dropped or never had: ``--overwrite_output_dir``, ``--resume`` and ``--precision`` (the package's
+precision policy, ``core/precision.py``: bf16 autocast wherever bf16 is native, unless told otherwise).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from transformers import TrainingArguments
 
 from llara_retrieval._utils.errors import LlaraError
 
+PRECISIONS = ("auto", "float32")
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 
@@ -23,8 +25,8 @@ class ModelArguments:
         metadata={"help": "Model to adapt: 'default' (embedded gemma-3-270m), a hub id, HF dir, encoder dir, "
                           "spec file, GGUF file or PEFT adapter dir."})
     dtype: str = field(default="float32",
-                       metadata={"help": "dtype the weights are loaded in (master weights); use --bf16 for "
-                                         "mixed precision."})
+                       metadata={"help": "dtype the weights are loaded in (master weights); mixed precision "
+                                         "is --precision / --bf16 / --fp16."})
     attn_implementation: str | None = field(
         default=None, metadata={"help": "eager, sdpa, flash_attention_2 ... (default: the model's own choice)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the hub (off by default)."})
@@ -35,8 +37,8 @@ class ModelArguments:
     lora_target_modules: str = field(default=LORA_TARGETS,
                                      metadata={"help": "Comma-separated module names that get LoRA layers."})
     save_dtype: str | None = field(
-        default=None, metadata={"help": "dtype of the saved encoder (default: bfloat16 with --bf16, else the "
-                                        "training dtype)."})
+        default=None, metadata={"help": "dtype the saved encoder dir pins (default: none, each machine loads it "
+                                        "in its best precision; weights stored in bfloat16 after bf16 training)."})
 
     def __post_init__(self) -> None:
         if self.save_dtype is not None:  # checked now, not after the whole training run
@@ -61,11 +63,48 @@ class LlaraTrainingArguments(TrainingArguments):
         default_factory=lambda: {"use_reentrant": False},
         metadata={"help": "Passed to torch.utils.checkpoint (non-reentrant works with frozen embeddings)."})
 
+    precision: str = field(default="auto", metadata={
+        "help": "auto: bf16 autocast over float32 weights where bf16 is native (CUDA GPUs with bf16, CPUs with "
+                "AMX-BF16 / AVX-512-BF16), fp16 autocast on older GPUs, float32 elsewhere; float32: no autocast. "
+                "--bf16 / --fp16 / a --deepspeed config win. Meant for float32 master weights (--dtype float32).",
+        "choices": list(PRECISIONS)})
+
     def __post_init__(self) -> None:
         for flag in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, flag) < 1:  # HF would fail deep inside torch, after the model loaded
                 raise LlaraError(f"--{flag} must be at least 1, not {getattr(self, flag)}")
+        if self.precision not in PRECISIONS:
+            raise LlaraError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        self.precision_pinned_by = self._apply_precision_policy()
         super().__post_init__()
+
+    def _apply_precision_policy(self) -> str | None:
+        """Set ``bf16``/``fp16`` as ``--precision auto`` says; returns what pinned the precision instead, if
+        anything (``--bf16``/``--fp16``, ``--precision float32``, or a DeepSpeed config, whose precision
+        HF checks against these flags)."""
+        import torch
+        from transformers.utils import is_torch_bf16_gpu_available
+
+        from llara_retrieval.core.precision import training_autocast
+
+        pinned = "--bf16" if self.bf16 else "--fp16" if self.fp16 else None
+        if pinned is None and self.precision == "float32":
+            pinned = "--precision float32"
+        if pinned is None and self.deepspeed:
+            pinned = "--deepspeed"
+        if pinned is None:
+            accelerator = None if self.use_cpu or not torch.accelerator.is_available() else \
+                torch.accelerator.current_accelerator()
+            mode = training_autocast(accelerator or torch.device("cpu"))
+            self.bf16, self.fp16 = mode == "bf16", mode == "fp16"
+        if self.bf16 and not self.use_cpu and not is_torch_bf16_gpu_available():
+            self.use_cpu = True  # HF refuses bf16 without a bf16 accelerator unless told it runs on the CPU
+        return pinned
+
+    @property
+    def autocast(self) -> str | None:
+        """``"bf16"``, ``"fp16"`` or None: the mixed precision training runs in."""
+        return "bf16" if self.bf16 else "fp16" if self.fp16 else None
 
 
 @dataclass

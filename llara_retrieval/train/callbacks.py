@@ -43,7 +43,8 @@ class LossLogger(TrainerCallback):
 
 
 class CheckpointSpecWriter(TrainerCallback):
-    """After each checkpoint save, add what ``LlaraEncoder.from_pretrained(checkpoint)`` needs."""
+    """After each checkpoint save, add what ``LlaraEncoder.from_pretrained(checkpoint)`` needs (with
+    ``dtype: null``, as the final encoder dir: each machine loads it in its best precision)."""
 
     def __init__(self, tokenizer, spec: EncoderSpec):
         self.tokenizer, self.spec = tokenizer, spec
@@ -54,10 +55,10 @@ class CheckpointSpecWriter(TrainerCallback):
             return
         if (folder / "adapter_config.json").is_file():  # a PEFT checkpoint: the adapter on its base
             if not self.spec.adapter:
-                replace(self.spec, adapter=".").save(folder / SPEC_FILE)
+                replace(self.spec, adapter=".", dtype=None).save(folder / SPEC_FILE)
             return
         save_tokenizer(self.tokenizer, folder)
-        replace(self.spec, base_model=".", gguf_file=None, adapter=None).save(folder / SPEC_FILE)
+        replace(self.spec, base_model=".", gguf_file=None, adapter=None, dtype=None).save(folder / SPEC_FILE)
 
 
 def plot_losses(log_path: str | Path, png_path: str | Path) -> Path | None:

@@ -104,8 +104,15 @@ def resumable_checkpoint(output_dir: Path, remove_incomplete: bool = True) -> st
 
 
 def save_encoder(model: torch.nn.Module, tokenizer, spec: EncoderSpec, output_dir: str | Path,
-                 save_dtype: str | torch.dtype | None = None, provenance: dict | None = None) -> Path:
+                 save_dtype: str | torch.dtype | None = None, provenance: dict | None = None,
+                 bf16_weights: bool = False) -> Path:
     """Write ``output_dir`` as an encoder dir (and ``output_dir/adapter`` for a PEFT model).
+
+    Args:
+        save_dtype: a dtype the dir pins (``--save_dtype``); None records ``dtype: null``, so every machine
+            loads it in its own best precision (``core/precision.py``), never the training dtype.
+        bf16_weights: store unpinned weights in bfloat16 (training ran under bf16 autocast: half the
+            disk, and what a bf16 machine loads anyway); otherwise they keep the training dtype.
 
     Files are staged in a temp dir and moved in; ``llara_config.json`` comes last, so a crash never
     leaves a dir that looks finished. Checkpoints and logs already in ``output_dir`` are kept.
@@ -114,13 +121,15 @@ def save_encoder(model: torch.nn.Module, tokenizer, spec: EncoderSpec, output_di
     out.mkdir(parents=True, exist_ok=True)
     provenance = {"base_model": spec.base_model, "adapter": spec.adapter, **(provenance or {})}
     dtype = parse_dtype(save_dtype, "save_dtype") if isinstance(save_dtype, str) else save_dtype
+    stored = dtype or (torch.bfloat16 if bf16_weights else None)
     if hasattr(model, "merge_and_unload"):  # PEFT: save the adapter, then merge it for the full dir
         _save_adapter(model, spec, out / ADAPTER_DIR, provenance, dtype)
         model = model.merge_and_unload()
-    model = model.to(dtype) if dtype is not None else model
-    encoder = LlaraEncoder(model.eval(), tokenizer, replace(spec, provenance=provenance), torch.device("cpu"))
+    model = model.to(stored) if stored is not None else model
+    encoder = LlaraEncoder(model.eval(), tokenizer, replace(spec, dtype=None, provenance=provenance),
+                           torch.device("cpu"))
     with temp_dir_beside(out / "encoder") as staging:  # hidden in out; a killed run's is removed by the next
-        built = encoder.save_pretrained(staging / "encoder")
+        built = encoder.save_pretrained(staging / "encoder", dtype=dtype)
         (out / SPEC_FILE).unlink(missing_ok=True)
         for item in sorted(built.iterdir(), key=lambda p: p.name == SPEC_FILE):
             if (out / item.name).is_dir() and not (out / item.name).is_symlink():  # a folder of an earlier save
@@ -130,7 +139,8 @@ def save_encoder(model: torch.nn.Module, tokenizer, spec: EncoderSpec, output_di
 
 
 def _save_adapter(model, spec: EncoderSpec, path: Path, provenance: dict, dtype: torch.dtype | None) -> None:
-    """PEFT adapter dir plus a spec naming the base, so ``LlaraEncoder.from_pretrained(path)`` loads it."""
+    """PEFT adapter dir plus a spec naming the base, so ``LlaraEncoder.from_pretrained(path)`` loads it
+    (``dtype``: the pinned one, or null)."""
     if spec.adapter:
         warnings.warn(f"the start model already had an adapter: the new adapter is saved without {SPEC_FILE} "
                       "(use the merged encoder dir)", LlaraWarning, stacklevel=2)
@@ -138,5 +148,5 @@ def _save_adapter(model, spec: EncoderSpec, path: Path, provenance: dict, dtype:
         # The LLaRA token rows are mean-initialised deterministically on load: no need to store embeddings.
         model.save_pretrained(tmp, save_embedding_layers=False)
         if not spec.adapter:
-            dtype = dtype or next(model.parameters()).dtype
-            replace(spec, adapter=".", dtype=dtype_name(dtype), provenance=provenance).save(tmp / SPEC_FILE)
+            replace(spec, adapter=".", dtype=dtype_name(dtype) if dtype else None,
+                    provenance=provenance).save(tmp / SPEC_FILE)

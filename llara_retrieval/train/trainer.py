@@ -23,7 +23,7 @@ from transformers import HfArgumentParser, Trainer
 from llara_retrieval._utils.cli import run_cli
 from llara_retrieval._utils.errors import LlaraError, first_line
 from llara_retrieval.core.loading import load_model, resolve_spec
-from llara_retrieval.core.precision import resolve_dtype
+from llara_retrieval.core.precision import log_precision, resolve_dtype
 from llara_retrieval.train.arguments import LlaraTrainingArguments, ModelArguments
 
 LossFn = Callable[[torch.nn.Module, dict], dict]
@@ -46,6 +46,8 @@ def load_for_training(model_args: ModelArguments, training_args: LlaraTrainingAr
     set_seed(training_args.seed)
     spec = resolve_spec(model_args.model_name_or_path)
     dtype = resolve_dtype(model_args.dtype, torch.device("cpu"))
+    if training_args.process_index == 0:  # once per run, not once per torchrun rank
+        log_precision(training_args.device, dtype, training_args.autocast, training_args.precision_pinned_by)
     model, tokenizer = load_model(spec, dtype, trust_remote_code=model_args.trust_remote_code)
     if model_args.attn_implementation:
         model.set_attn_implementation(model_args.attn_implementation)

@@ -41,7 +41,8 @@ ENCODE_FLAGS = ["--max-length", "64", "--device", "cpu", "--batch-size", "8"]
 FINETUNE_FLAGS = ["--train_group_size", "2", "--query_max_len", "48", "--passage_max_len", "64",
                   "--temperature", "0.05", "--per_device_train_batch_size", "2", "--learning_rate", "1e-3",
                   "--logging_steps", "1", "--max_steps", "2", "--save_steps", "1", "--seed", "3",
-                  "--lora", "--lora_r", "4", "--lora_alpha", "8", "--dataloader_pin_memory", "false"]
+                  "--lora", "--lora_r", "4", "--lora_alpha", "8", "--dataloader_pin_memory", "false",
+                  "--precision", "float32"]
 
 
 @dataclass
@@ -434,7 +435,7 @@ def work(tmp_path_factory, tiny_model_dir, cranfield_dir) -> Work:
 
     root = tmp_path_factory.mktemp("bad-inputs")
     encoder = LlaraEncoder.from_pretrained(tiny_model_dir, dtype="float32", device="cpu")
-    encoder.save_pretrained(root / "llara-tiny")
+    encoder.save_pretrained(root / "llara-tiny", dtype="float32")  # tight comparisons on any CPU
     docs = [json.loads(line) for line in (cranfield_dir / "corpus.jsonl").read_text().splitlines()[:N_DOCS]]
     (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     encode_corpus(root / "corpus.jsonl", root / "index", encoder, input_fields=("title", "text"), to_faiss=True,

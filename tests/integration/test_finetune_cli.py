@@ -51,7 +51,8 @@ def argv(model, data, out, *extra):
     return ["--model_name_or_path", str(model), "--train_data", str(data), "--output_dir", str(out),
             "--train_group_size", "3", "--query_max_len", "48", "--passage_max_len", "64", "--temperature", "0.05",
             "--per_device_train_batch_size", "2", "--learning_rate", "1e-3", "--logging_steps", "1",
-            "--max_steps", "4", "--save_steps", "2", "--seed", "3", "--dataloader_pin_memory", "false", *extra]
+            "--max_steps", "4", "--save_steps", "2", "--seed", "3", "--dataloader_pin_memory", "false",
+            "--precision", "float32", *extra]  # tight comparisons; the auto policy is tested in unit/core
 
 
 LORA = ["--lora", "--lora_r", "4", "--lora_alpha", "8"]
@@ -77,6 +78,8 @@ def test_lora_run_writes_adapter_and_merged_encoder_with_equal_vectors(lora_run,
     assert np.abs(merged.encode_passages(texts) - base.encode_passages(texts)).max() > 1e-4  # it trained
     spec = json.loads((lora_run / "llara_config.json").read_text())
     assert spec["provenance"]["stage"] == "finetune" and spec["provenance"]["global_step"] == 4
+    assert spec["dtype"] is None  # not the training dtype: each machine loads it in its best precision
+    assert json.loads((lora_run / "adapter" / "llara_config.json").read_text())["dtype"] is None
 
 
 def test_loss_and_dev_metric_are_logged_and_plotted(lora_run):

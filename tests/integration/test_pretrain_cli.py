@@ -31,7 +31,8 @@ def data_file(tmp_path_factory, cranfield_dir):
 def cli(model, data, out, *extra):
     return ["--model_name_or_path", str(model), "--train_data", str(data), "--output_dir", str(out),
             "--max_length", "75", "--per_device_train_batch_size", "2", "--learning_rate", "1e-3",
-            "--logging_steps", "1", "--save_steps", "2", "--seed", "7", "--disable_tqdm", "true", *extra]
+            "--logging_steps", "1", "--save_steps", "2", "--seed", "7", "--disable_tqdm", "true",
+            "--precision", "float32", *extra]  # tight comparisons; the auto policy is tested in unit/core
 
 
 def weights(path):
@@ -60,6 +61,7 @@ def test_full_run_writes_an_encoder_dir(full_run, tiny_model_dir, data_file):
     trained = LlaraEncoder.from_pretrained(full_run, device="cpu", dtype="float32")
     base = LlaraEncoder.from_pretrained(tiny_model_dir, device="cpu", dtype="float32")
     assert trained.spec.provenance["stage"] == "pretrain"
+    assert trained.spec.dtype is None  # not the training dtype: each machine loads it in its best precision
     checkpoint = LlaraEncoder.from_pretrained(full_run / "checkpoint-4", device="cpu", dtype="float32")
     torch.testing.assert_close(torch.tensor(checkpoint.encode_passages(TEXTS)),
                                torch.tensor(trained.encode_passages(TEXTS)))

@@ -48,7 +48,7 @@ def work(tmp_path_factory, tiny_model_dir, cranfield_dir) -> dict:
     """A tiny encoder dir, a corpus slice, a TREC qrels file and the subprocess environment."""
     root = tmp_path_factory.mktemp("pyserini")
     encoder = LlaraEncoder.from_pretrained(tiny_model_dir, dtype="float32")
-    encoder.save_pretrained(root / "llara-tiny")
+    encoder.save_pretrained(root / "llara-tiny", dtype="float32")  # tight comparisons on any CPU
     lines = (cranfield_dir / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:N_DOCS]
     (root / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     qrels = read_qrels(cranfield_dir / "qrels" / "test.tsv")

@@ -142,8 +142,8 @@ def run(model_args: ModelArguments, data_args: FinetuneArguments, training_args:
         evaluator.trainer = trainer
     run_training(trainer, resume_from)
     if trainer.is_world_process_zero():
-        save_dtype = model_args.save_dtype or ("bfloat16" if training_args.bf16 else None)
-        save_encoder(unwrap(trainer.model).lm, tokenizer, spec, training_args.output_dir, save_dtype,
+        save_encoder(unwrap(trainer.model).lm, tokenizer, spec, training_args.output_dir, model_args.save_dtype,
+                     bf16_weights=training_args.bf16,
                      provenance={"stage": "finetune", "train_data": data_args.train_data,
                                  "global_step": trainer.state.global_step,
                                  "train_group_size": data_args.train_group_size,

@@ -73,8 +73,8 @@ def run(model_args: ModelArguments, data_args: PretrainArguments, training_args:
                                                    CheckpointSpecWriter(tokenizer, spec), *callbacks])
     run_training(trainer, resume_from)
     if trainer.is_world_process_zero():
-        save_dtype = model_args.save_dtype or ("bfloat16" if training_args.bf16 else None)
-        save_encoder(trainer.model, tokenizer, spec, training_args.output_dir, save_dtype,
+        save_encoder(trainer.model, tokenizer, spec, training_args.output_dir, model_args.save_dtype,
+                     bf16_weights=training_args.bf16,
                      provenance={"stage": "pretrain", "train_data": data_args.train_data,
                                  "global_step": trainer.state.global_step})
         print(f"pretrain: encoder written to {training_args.output_dir}", file=sys.stderr)

@@ -1,4 +1,5 @@
 """LlaraEncoder against independent computations: prompts, pooling, padding and batch invariance."""
+import json
 import os
 import subprocess
 import sys
@@ -6,8 +7,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from llara_retrieval import LlaraEncoder, LlaraError
+from llara_retrieval.core.encoder import length_batches
 from tests.support.reference_forward import llara_vector
 from tests.support.tiny import build_tiny_model, cranfield_texts
 
@@ -104,10 +107,24 @@ def test_title_records_are_title_space_text(encoder):
 def test_save_and_load_round_trip_gives_identical_vectors(encoder, texts, tmp_path):
     out = encoder.save_pretrained(tmp_path / "enc")
     assert (out / "llara_config.json").exists() and (out / "model.safetensors").exists()
-    again = LlaraEncoder.from_pretrained(out, device="cpu")
-    assert again.dtype == torch.float32  # the saved dtype is recorded in the spec
+    assert json.loads((out / "llara_config.json").read_text())["dtype"] is None  # each machine picks its own
+    again = LlaraEncoder.from_pretrained(out, device="cpu", dtype="float32")
     np.testing.assert_array_equal(again.encode_passages(texts), encoder.encode_passages(texts))
     np.testing.assert_array_equal(again.encode_queries(texts), encoder.encode_queries(texts))
+
+
+def test_save_with_a_dtype_pins_it_and_leaves_the_encoder_as_it_was(encoder, texts, tmp_path):
+    before = encoder.encode_passages(texts)
+    out = encoder.save_pretrained(tmp_path / "enc", dtype="bf16")
+    assert json.loads((out / "llara_config.json").read_text())["dtype"] == "bfloat16"
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    assert {t.dtype for t in load_file(out / "model.safetensors").values()} == {torch.bfloat16}
+    assert encoder.dtype == torch.float32
+    np.testing.assert_array_equal(encoder.encode_passages(texts), before)  # the encoder in memory is untouched
+    again = LlaraEncoder.from_pretrained(out, device="cpu")
+    assert again.dtype == torch.bfloat16  # the pin wins over the machine's choice
+    cosine = (again.encode_passages(texts) * encoder.encode_passages(texts)).sum(1)
+    assert cosine.min() > 0.99
 
 
 def test_save_refuses_to_overwrite_without_being_asked(encoder, tmp_path):
@@ -204,3 +221,22 @@ def test_bad_device_and_dtype_are_clear(tiny_model_dir):
     if not torch.cuda.is_available():
         with pytest.raises(LlaraError, match="CUDA is not available"):
             LlaraEncoder.from_pretrained(tiny_model_dir, device="cuda:1")
+
+
+def test_length_batches_cap_rows_and_padded_tokens():
+    lengths = [10, 7, 7, 5, 3, 3, 2]  # already longest first
+    order = list(range(len(lengths)))
+    assert list(length_batches(order, lengths, 3, None)) == [[0, 1, 2], [3, 4, 5], [6]]
+    # 20 padded tokens: 2 rows of 10, then 2 of 7, then 3 rows of 5 would be 15 <= 20, 4 would be 20
+    assert list(length_batches(order, lengths, 8, 20)) == [[0, 1], [2, 3], [4, 5, 6]]
+    assert list(length_batches(order, lengths, 8, 6)) == [[0], [1], [2], [3], [4, 5], [6]]  # too long: alone
+
+
+def test_token_budget_batching_gives_the_same_vectors(encoder, texts):
+    plain = LlaraEncoder(encoder.model, encoder.tokenizer, encoder.spec, encoder.device, max_batch_tokens=None)
+    tight = LlaraEncoder(encoder.model, encoder.tokenizer, encoder.spec, encoder.device, max_batch_tokens=40)
+    np.testing.assert_allclose(tight.encode_passages(texts, batch_size=16), plain.encode_passages(texts, batch_size=16),
+                               atol=1e-5)
+    assert encoder.max_batch_tokens == 2048  # "auto" on a CPU
+    with pytest.raises(LlaraError, match="max_batch_tokens must be at least 1, not 0"):
+        LlaraEncoder(encoder.model, encoder.tokenizer, encoder.spec, encoder.device, max_batch_tokens=0)

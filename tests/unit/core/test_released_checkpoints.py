@@ -14,8 +14,7 @@ import pytest
 from llara_retrieval import EncoderSpec, LlaraEncoder
 from llara_retrieval.core.loading import load_model
 from llara_retrieval.core.prompts import PromptTokenizer
-from tests.support.released import (RELEASED, ModelCardLoop, build_released_layout_model, probe_texts,
-                                    released_tokens)
+from tests.support.released import RELEASED, ModelCardLoop, build_released_layout_model, probe_texts, released_tokens
 
 ENCODERS = Path(__file__).resolve().parents[3] / "encoders"
 CARD_SPECS = ["bge-llara-passage.json", "bge-llara-beir.json", "bge-llara-document.json"]

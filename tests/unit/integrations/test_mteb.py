@@ -13,7 +13,7 @@ from llara_retrieval.integrations.mteb import LlaraMtebEncoder, beir_task, evalu
 @pytest.fixture(scope="module")
 def encoder_dir(tiny_model_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("mteb") / "tiny-encoder"
-    LlaraEncoder.from_pretrained(tiny_model_dir, device="cpu", dtype="float32").save_pretrained(folder)
+    LlaraEncoder.from_pretrained(tiny_model_dir, device="cpu", dtype="float32").save_pretrained(folder, dtype="float32")
     return folder
 
 

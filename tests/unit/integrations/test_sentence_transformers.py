@@ -25,7 +25,7 @@ QUERIES = ["what is the boundary layer", "heat transfer in hypersonic flow " * 3
 def encoder_dir(request, tmp_path_factory):
     base = build_tiny_model(tmp_path_factory.mktemp(f"base-{request.param}"), request.param)
     folder = tmp_path_factory.mktemp(f"enc-{request.param}") / "encoder"
-    LlaraEncoder.from_pretrained(base, device="cpu", dtype="float32").save_pretrained(folder)
+    LlaraEncoder.from_pretrained(base, device="cpu", dtype="float32").save_pretrained(folder, dtype="float32")
     return folder
 
 
