@@ -19,7 +19,7 @@ from llara_retrieval.beir.report import TOOL, is_ours, table_is_ours, write_tabl
 from llara_retrieval.pyserini.bm25 import K1, B, bm25_search, build_bm25_index
 from llara_retrieval.retrieval.data import BeirDataset, load_dataset
 from llara_retrieval.retrieval.fusion import DENSE_WEIGHT, RRF_K, interpolate, rrf
-from llara_retrieval.retrieval.metrics import evaluate, write_metrics
+from llara_retrieval.retrieval.metrics import evaluate, judged_queries, write_metrics
 from llara_retrieval.retrieval.runs import Run, encoder_name, ranked, write_run
 
 FOREIGN = f"exists and was not written by {TOOL} (pass --overwrite or another --output)"
@@ -149,7 +149,7 @@ def _write(output: Path, ds: BeirDataset, system: str, kind: str, run: Run, seco
     run = {qid: {d: scores[d] for d in ranked(scores, top_k)} for qid, scores in run.items()}
     run_file = write_run(run, run_path(output, ds.name, ds.split, system), tag=system)
     record = {"tool": TOOL, "dataset": ds.name, "dataset_path": str(ds.root), "split": ds.split, "system": system,
-              "kind": kind, "queries": sum(any(r > 0 for r in docs.values()) for docs in ds.qrels.values()),
+              "kind": kind, "queries": len(judged_queries(ds.qrels)),
                "top_k": top_k, "corpus_sha256": ds.corpus_sha256,
               "run_file": run_file.name, "seconds": seconds, "params": params,
               "metrics": evaluate(ds.qrels, run)}

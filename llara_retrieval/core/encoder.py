@@ -182,8 +182,11 @@ def _save_weights(model: torch.nn.Module, path: Path, dtype: torch.dtype | None)
         model.save_pretrained(path)
         return
     cast: dict[int, torch.Tensor] = {}  # one copy per storage, so tied weights stay tied in the file
-    state = {k: cast.setdefault(v.data_ptr(), v.to(dtype)) if v.is_floating_point() else v
-             for k, v in model.state_dict().items()}
+    state = {}
+    for key, value in model.state_dict().items():
+        if value.is_floating_point() and value.data_ptr() not in cast:
+            cast[value.data_ptr()] = value.to(dtype)
+        state[key] = cast[value.data_ptr()] if value.is_floating_point() else value
     model.save_pretrained(path, state_dict=state)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))  # HF names the model's own dtype
     config["dtype"] = dtype_name(dtype)
@@ -196,8 +199,8 @@ def length_batches(order: Sequence[int], lengths: Sequence[int], batch_size: int
     ``max_tokens`` is set, at most that many padded tokens (a row longer than that goes alone)."""
     batch: list[int] = []
     for i in order:
-        full = len(batch) == batch_size or (max_tokens and batch and (len(batch) + 1) * lengths[batch[0]] > max_tokens)
-        if full:
+        over_budget = max_tokens is not None and batch and (len(batch) + 1) * lengths[batch[0]] > max_tokens
+        if len(batch) == batch_size or over_budget:
             yield batch
             batch = []
         batch.append(i)

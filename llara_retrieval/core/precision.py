@@ -56,17 +56,23 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` line of ``/proc/cpuinfo`` (its value), or None where there is none."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            return next((line.split(":", 1)[1].strip() for line in handle if line.startswith(field)), None)
+    except OSError:
+        return None
+
+
 @lru_cache(maxsize=1)
 def cpu_isa() -> str:
     """The best matmul ISA of this x86 CPU, from ``/proc/cpuinfo``: ``AMX-BF16``, ``AVX-512-BF16``,
     ``AVX-512``, ``AVX2`` or ``baseline`` (``unknown`` where there are no x86 flags to read)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), None)
-    except OSError:
-        flags = None
-    if flags is None:
+    value = _cpuinfo("flags")
+    if value is None:
         return "unknown"
+    flags = value.split()
     for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX-512-BF16"), ("avx512f", "AVX-512"),
                        ("avx2", "AVX2")):
         if flag in flags:
@@ -80,13 +86,7 @@ def cpu_description() -> str:
     import os
     import platform
 
-    name = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
-    except OSError:
-        pass
-    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    name = _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown CPU"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{name} ({cpu_isa()}), {cores} cores"
 

@@ -15,16 +15,26 @@ METRICS = {  # our name -> pytrec_eval measure
 }
 
 
-def evaluate(qrels: Qrels, run: Run, metrics: Mapping[str, str] = METRICS) -> dict[str, float]:
-    """Mean of each metric over the judged queries (queries missing from the run count as 0)."""
+def judged_queries(qrels: Qrels) -> Qrels:
+    """The queries with at least one positive judgement: those every metric here is taken over."""
+    return {q: docs for q, docs in qrels.items() if any(r > 0 for r in docs.values())}
+
+
+def per_query_scores(qrels: Qrels, run: Run, metrics: Mapping[str, str] = METRICS) -> dict[str, dict[str, float]]:
+    """``{metric: {qid: value}}`` over the judged queries, in qrels order; a query missing from the run
+    scores 0."""
     import pytrec_eval
 
-    judged = {q: docs for q, docs in qrels.items() if any(r > 0 for r in docs.values())}
+    judged = judged_queries(qrels)
     evaluator = pytrec_eval.RelevanceEvaluator(judged, set(metrics.values()))
-    per_query = evaluator.evaluate({q: {d: float(s) for d, s in run.get(q, {}).items()} for q in judged})
-    n = max(len(judged), 1)
-    return {name: round(sum(per_query.get(q, {}).get(measure, 0.0) for q in judged) / n, 6)
-            for name, measure in metrics.items()}
+    scores = evaluator.evaluate({q: {d: float(s) for d, s in run.get(q, {}).items()} for q in judged})
+    return {name: {q: scores.get(q, {}).get(measure, 0.0) for q in judged} for name, measure in metrics.items()}
+
+
+def evaluate(qrels: Qrels, run: Run, metrics: Mapping[str, str] = METRICS) -> dict[str, float]:
+    """Mean of each metric over the judged queries (queries missing from the run count as 0)."""
+    return {name: round(sum(values.values()) / max(len(values), 1), 6)
+            for name, values in per_query_scores(qrels, run, metrics).items()}
 
 
 def write_metrics(metrics: Mapping, path: str | Path) -> Path:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
 from llara_retrieval._utils.errors import LlaraError
-from llara_retrieval.retrieval.metrics import METRICS
+from llara_retrieval.retrieval.metrics import METRICS, judged_queries, per_query_scores
 from llara_retrieval.retrieval.runs import Qrels, Run
 
 ALPHA = 0.05
@@ -57,17 +57,11 @@ def per_query(qrels: Qrels, run: Run, metric: str = "nDCG@10") -> dict[str, floa
     Returns:
         ``{qid: value}`` whose mean is what ``evaluate`` reports for the metric.
     """
-    import pytrec_eval
-
     if metric not in METRICS:
         raise LlaraError(f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
-    measure = METRICS[metric]
-    judged = {q: docs for q, docs in qrels.items() if any(r > 0 for r in docs.values())}
-    if not judged:
+    if not judged_queries(qrels):
         raise LlaraError("the qrels hold no query with a positive judgement")
-    scores = pytrec_eval.RelevanceEvaluator(judged, {measure}).evaluate(
-        {q: {d: float(s) for d, s in run.get(q, {}).items()} for q in judged})
-    return {q: scores.get(q, {}).get(measure, 0.0) for q in judged}
+    return per_query_scores(qrels, run, {metric: METRICS[metric]})[metric]
 
 
 def mean_per_query(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:

@@ -20,6 +20,7 @@ from llara_retrieval._utils.atomic import atomic_dir
 from llara_retrieval._utils.cache_dir import file_sha256
 from llara_retrieval._utils.errors import LlaraError
 from llara_retrieval.retrieval.data import resolve_dataset
+from llara_retrieval.retrieval.metrics import judged_queries
 from llara_retrieval.retrieval.runs import Qrels, read_qrels
 
 DEV, FIT = "dev", "fit"
@@ -46,7 +47,7 @@ def choose_dev_queries(qrels: Qrels, fraction: float, seed: int) -> list[str]:
     """
     if not 0.0 < fraction < 1.0:
         raise LlaraError(f"dev fraction must be in (0, 1), not {fraction}")
-    judged = sorted(q for q, docs in qrels.items() if any(r > 0 for r in docs.values()))
+    judged = sorted(judged_queries(qrels))
     if len(judged) < 2:
         raise LlaraError(f"a dev split needs at least 2 queries with a positive judgement, found {len(judged)}")
     k = min(max(1, round(fraction * len(judged))), len(judged) - 1)
