@@ -4,7 +4,9 @@
 skipped when its record holds the same command and nothing it depends on ran again, so a run can be
 finished over several sessions (or machines) by rerunning the same command; training stages pass
 ``--resume``, so an interrupted one continues from its last checkpoint, and evaluation reuses cached
-corpus embeddings chunk by chunk. After the dense stages, the dev split chooses what the hybrid fuses
+corpus embeddings chunk by chunk. The time an interrupted attempt spent counts in the stage's wall time
+(``unfinished`` in the state, saved at least every ``HEARTBEAT_S`` seconds of output and when the stage
+fails or is interrupted), so a stage finished in parts reports its whole cost and how many parts it took. After the dense stages, the dev split chooses what the hybrid fuses
 (recorded as ``selection``). The report is rewritten after each stage.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from llara_retrieval._utils.atomic import atomic_write
@@ -35,6 +38,8 @@ from llara_retrieval.reproduce.stages import (
 
 STATE = "reproduce.json"
 TOOL = "llara-reproduce"
+UNFINISHED = "unfinished"  # per stage: seconds spent by attempts that did not finish, with their command
+HEARTBEAT_S = 60.0
 
 
 def _say(message: str) -> None:
@@ -61,14 +66,16 @@ def _save_state(output: Path, state: dict) -> None:
     atomic_write(output / STATE, json.dumps(state, indent=1) + "\n")
 
 
-def _run_logged(argv: list[str], log: Path) -> int:
-    """Run ``argv``, copying its output (progress bars included) to the console and to ``log``."""
+def _run_logged(argv: list[str], log: Path, tick: Callable[[], None]) -> int:
+    """Run ``argv``, copying its output (progress bars included) to the console and to ``log``; ``tick`` is
+    called after each piece of output."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as sink, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
         while chunk := proc.stdout.read1(4096):
             sink.write(chunk)
             sys.stderr.buffer.write(chunk)
             sys.stderr.flush()
+            tick()
         return proc.wait()
 
 
@@ -79,20 +86,47 @@ def _run_stage(stage: Stage, config: ReproduceConfig, state: dict, rerun: set[st
     if record and record["command"] == command and not rerun.intersection(stage.after):
         _say(f"{stage.name}: done before ({record['seconds']:.0f} s), skipped")
         return
+    unfinished = state.setdefault(UNFINISHED, {})
+    earlier = unfinished.pop(stage.name, None)
     if stage.output and (record or rerun.intersection(stage.after)):  # new settings or inputs: never resume old
         shutil.rmtree(stage.output, ignore_errors=True)
+        earlier = None
+    if earlier and earlier["command"] != command:
+        earlier = None
+    carried, parts = (earlier["seconds"], earlier["parts"] + 1) if earlier else (0.0, 1)
+    cpus = list(dict.fromkeys([*(earlier["cpus"] if earlier else []), cpu_description()]))  # a part per machine
     state["stages"].pop(stage.name, None)
     _save_state(output, state)
     log = output / "logs" / f"{stage.name}.log"
-    _say(f"{stage.name}: {command}  (log: {log})")
-    start = time.perf_counter()
-    status = _run_logged([python, "-m", *stage.argv], log)
+    _say(f"{stage.name}: {command}  (log: {log})" + (f"; resumed, {carried:.0f} s spent before" if earlier else ""))
+    start = saved = time.perf_counter()
+
+    def spent() -> float:
+        return round(carried + time.perf_counter() - start, 1)
+
+    def keep_unfinished() -> None:
+        nonlocal saved
+        saved = time.perf_counter()
+        unfinished[stage.name] = {"command": command, "seconds": spent(), "parts": parts, "cpus": cpus}
+        _save_state(output, state)
+
+    def heartbeat() -> None:  # a killed attempt loses at most HEARTBEAT_S seconds of its count
+        if time.perf_counter() - saved >= HEARTBEAT_S:
+            keep_unfinished()
+
+    try:
+        status = _run_logged([python, "-m", *stage.argv], log, heartbeat)
+    except BaseException:  # interrupted (Ctrl-C): keep the time this attempt spent
+        keep_unfinished()
+        raise
     if status != 0:
+        keep_unfinished()
         raise LlaraError(f"stage {stage.name} failed with exit status {status} (log: {log}); "
                          "fix the cause and run the same command again to resume")
-    seconds = round(time.perf_counter() - start, 1)
-    state["stages"][stage.name] = {"command": command, "seconds": seconds, "system": stage.system,
-                                   "split": stage.split, "cpu": cpu_description(),
+    seconds = spent()
+    unfinished.pop(stage.name, None)
+    state["stages"][stage.name] = {"command": command, "seconds": seconds, "parts": parts, "system": stage.system,
+                                   "split": stage.split, "cpu": "; ".join(cpus),
                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     _save_state(output, state)
     rerun.add(stage.name)

@@ -23,6 +23,12 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min {secs:02d} s"
 
 
+def _stage_time(record: dict) -> str:
+    """A stage's wall time, saying when it was finished in several parts (their times are included)."""
+    parts = record.get("parts", 1)
+    return _duration(record["seconds"]) + (f" ({parts} parts)" if parts > 1 else "")
+
+
 def p_value(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
@@ -154,10 +160,14 @@ def _times(config: ReproduceConfig, state: dict) -> list[str]:
     lines = [f"Stage wall times ({_duration(sum(r['seconds'] for r in done.values()))} in all; CPU: "
              f"{'; '.join(cpus) if cpus else 'none yet'}):", "", "| stage | wall time | CPU | finished |",
              "|---|---:|---|---|"]
-    lines += [f"| {n} | {_duration(r['seconds'])} | {r.get('cpu', '')} | {r['finished']} |" for n, r in done.items()]
+    lines += [f"| {n} | {_stage_time(r)} | {r.get('cpu', '')} | {r['finished']} |" for n, r in done.items()]
     todo = [s.name for s in plan(config) if s.name not in done]
+    partial = {n: r for n, r in state.get("unfinished", {}).items() if n in todo}
+    if partial:
+        lines += ["", "Started, not finished (resumed by the same command; their time so far counts when they "
+                  "finish): " + ", ".join(f"{n} ({_duration(r['seconds'])})" for n, r in partial.items()) + "."]
     if todo:
-        lines += ["", f"Not run yet ({len(todo)}): {', '.join(todo)}. Run the same command again to continue."]
+        lines += ["", f"Not finished yet ({len(todo)}): {', '.join(todo)}. Run the same command again to continue."]
     return lines
 
 
@@ -191,7 +201,7 @@ def commands_md(state: dict) -> str:
     lines = [MARK, "", "Every stage, in run order, exactly as it ran (`python` = the project's interpreter), "
              "with its wall time and CPU:", ""]
     for name, record in state["stages"].items():
-        lines += [f"## {name} ({_duration(record['seconds'])}, finished {record['finished']}, "
+        lines += [f"## {name} ({_stage_time(record)}, finished {record['finished']}, "
                   f"{record.get('cpu', 'CPU not recorded')})", "", "```bash", record["command"], "```", ""]
     return "\n".join(lines)
 
