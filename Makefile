@@ -6,7 +6,7 @@ SHARED ?= ../shared
 DATA ?= $(SHARED)/data
 ENCODER ?= encoders/llara-gemma3-270m.json
 
-.PHONY: install test test-py312 demo reproduce bench-encode bench-train clean
+.PHONY: install test test-py312 demo reproduce bench-encode bench-train bench-finetune gpu-files clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,13 @@ bench-encode:
 
 bench-train:
 	$(PY) benchmarks/bench_train.py
+
+bench-finetune:
+	$(PY) benchmarks/bench_finetune.py --corpus $(DATA)/beir/scifact/corpus.jsonl
+
+# What benchmarks/gpu_check.sh reads on a lent GPU machine (../shared does not travel there): carry .gpu
+gpu-files:
+	rm -rf .gpu && mkdir -p .gpu && cp -r $(DATA)/tokenizers/llama2-llara .gpu/ && head -n 600 $(DATA)/beir/scifact/corpus.jsonl > .gpu/corpus.jsonl
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

@@ -105,18 +105,25 @@ def model_flops(lengths: list[int], cfg: dict, body_params: int) -> float:
     return 2 * body_params * sum(lengths) + attention
 
 
-def select_passages(corpus: str, count: int, max_length: int, encoder: str) -> list[str]:
-    """The first ``count`` corpus passages (title + text) whose wrapped length fits ``max_length``."""
+def prompt_tokenizer_for(encoder: str):
+    """The encoder's spec and its ``PromptTokenizer`` (the tokenizer alone: no weights are loaded)."""
     from transformers import AutoTokenizer
 
     from llara_retrieval.core.default_model import ensure_default_model
     from llara_retrieval.core.loading import resolve_spec
-    from llara_retrieval.core.prompts import PromptTokenizer, format_passage
+    from llara_retrieval.core.prompts import PromptTokenizer
 
     spec = resolve_spec(encoder)
     tok = AutoTokenizer.from_pretrained(str(ensure_default_model()) if spec.base_model == "default" else spec.base_model)
     tok.add_tokens(spec.prompts.special_tokens, special_tokens=True)
-    prompts = PromptTokenizer(tok, spec.prompts)
+    return spec, PromptTokenizer(tok, spec.prompts)
+
+
+def select_passages(corpus: str, count: int, max_length: int, encoder: str) -> list[str]:
+    """The first ``count`` corpus passages (title + text) whose wrapped length fits ``max_length``."""
+    from llara_retrieval.core.prompts import format_passage
+
+    spec, prompts = prompt_tokenizer_for(encoder)
     chosen = []
     with open(corpus, encoding="utf-8") as handle:
         for rec in map(json.loads, handle):

@@ -4,7 +4,8 @@ The released checkpoints (BAAI/LLARA-passage, -beir, -document) are LLaMA-2-7B w
 Meta's sentencepiece ``tokenizer.model`` plus ``<s1>``..``<s16>`` at the ids in
 ``released_llara_tokens.json`` (not in order), a slow ``LlamaTokenizer`` config (legacy, BOS, pad =
 ``<unk>``), float32 weights. ``build_released_layout_model`` writes the same layout with random
-weights (hidden 64, 2 layers), from the shared tokenizer files (../shared/data/tokenizers/llama2-llara).
+weights (hidden 64, 2 layers; or any LLaMA architecture, e.g. ``LLAMA2_7B`` for the GPU check in
+``benchmarks/``), from the shared tokenizer files (../shared/data/tokenizers/llama2-llara).
 """
 from __future__ import annotations
 
@@ -17,12 +18,16 @@ import torch
 from tests.support.tiny import SHARED
 
 RELEASED = SHARED / "data" / "tokenizers" / "llama2-llara"
+TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 4}
+LLAMA2_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
+             "num_key_value_heads": 32, "rms_norm_eps": 1e-5}
 PASSAGE_TEXT_SUFFIX = '", summarize the above passage within eight words: '
 QUERY_TEXT_SUFFIX = '", predict the following passage within eight words: '
 
 
-def released_tokens() -> dict:
-    return json.loads((RELEASED / "released_llara_tokens.json").read_text(encoding="utf-8"))
+def released_tokens(source: Path = RELEASED) -> dict:
+    return json.loads((source / "released_llara_tokens.json").read_text(encoding="utf-8"))
 
 
 def probe_texts() -> dict[str, list[str]]:
@@ -43,20 +48,29 @@ def _added(content: str) -> dict:
             "special": True}
 
 
-def build_released_layout_model(path: str | Path, seed: int = 0) -> Path:
-    """A random float32 ``LlamaForCausalLM`` (vocab 32,016) with the released tokenizer files."""
+def build_released_layout_model(path: str | Path, seed: int = 0, arch: dict | None = None,
+                                dtype: torch.dtype = torch.float32, device: str = "cpu",
+                                source: Path = RELEASED) -> Path:
+    """A random ``LlamaForCausalLM`` (vocab 32,016; ``arch``: ``TINY`` unless given) in ``dtype``, built on
+    ``device``, with the released tokenizer files from ``source``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    released = released_tokens()
+    released = released_tokens(source)
     ids = released["special_token_ids"]
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=32016, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=4096,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
-    LlamaForCausalLM(config).float().save_pretrained(path)
-    shutil.copyfile(RELEASED / "tokenizer.model", path / "tokenizer.model")
+    config = LlamaConfig(vocab_size=32016, max_position_embeddings=4096, bos_token_id=1, eos_token_id=2,
+                         pad_token_id=0, tie_word_embeddings=False, **(arch or TINY))
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # built in dtype: a 7B model never exists in float32
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
+    model.save_pretrained(path)
+    shutil.copyfile(source / "tokenizer.model", path / "tokenizer.model")
     decoder = {"0": _added("<unk>"), "1": _added("<s>"), "2": _added("</s>")}
     decoder.update({str(i): _added(tok) for tok, i in sorted(ids.items(), key=lambda kv: kv[1])})
     extra = [f"<s{i}>" for i in range(1, 17)]
