@@ -4,9 +4,10 @@
 skipped when its record holds the same command and nothing it depends on ran again, so a run can be
 finished over several sessions (or machines) by rerunning the same command; training stages pass
 ``--resume``, so an interrupted one continues from its last checkpoint, and evaluation reuses cached
-corpus embeddings chunk by chunk. The time an interrupted attempt spent counts in the stage's wall time
-(``unfinished`` in the state, saved at least every ``HEARTBEAT_S`` seconds of output and when the stage
-fails or is interrupted), so a stage finished in parts reports its whole cost and how many parts it took. After the dense stages, the dev split chooses what the hybrid fuses
+corpus embeddings chunk by chunk. The time an interrupted attempt spent counts in the stage's wall time:
+``unfinished`` in the state holds it, saved when an attempt starts (the earlier parts' time), at its first
+output after each ``HEARTBEAT_S`` seconds, and when it fails or is interrupted; so a stage finished in parts
+reports its whole cost and how many parts it took. After the dense stages, the dev split chooses what the hybrid fuses
 (recorded as ``selection``). The report is rewritten after each stage.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from llara_retrieval.reproduce.report import write_report
 from llara_retrieval.reproduce.selection import choose_hybrid_from_files
 from llara_retrieval.reproduce.stages import (
     DEV,
+    UNFINISHED,
     ReproduceConfig,
     Stage,
     dataset_name,
@@ -38,7 +40,6 @@ from llara_retrieval.reproduce.stages import (
 
 STATE = "reproduce.json"
 TOOL = "llara-reproduce"
-UNFINISHED = "unfinished"  # per stage: seconds spent by attempts that did not finish, with their command
 HEARTBEAT_S = 60.0
 
 
@@ -87,16 +88,16 @@ def _run_stage(stage: Stage, config: ReproduceConfig, state: dict, rerun: set[st
         _say(f"{stage.name}: done before ({record['seconds']:.0f} s), skipped")
         return
     unfinished = state.setdefault(UNFINISHED, {})
-    earlier = unfinished.pop(stage.name, None)
-    if stage.output and (record or rerun.intersection(stage.after)):  # new settings or inputs: never resume old
-        shutil.rmtree(stage.output, ignore_errors=True)
+    earlier = unfinished.get(stage.name)
+    if record or rerun.intersection(stage.after):  # new settings or inputs: never resume old work
+        if stage.output:
+            shutil.rmtree(stage.output, ignore_errors=True)
         earlier = None
     if earlier and earlier["command"] != command:
         earlier = None
     carried, parts = (earlier["seconds"], earlier["parts"] + 1) if earlier else (0.0, 1)
     cpus = list(dict.fromkeys([*(earlier["cpus"] if earlier else []), cpu_description()]))  # a part per machine
     state["stages"].pop(stage.name, None)
-    _save_state(output, state)
     log = output / "logs" / f"{stage.name}.log"
     _say(f"{stage.name}: {command}  (log: {log})" + (f"; resumed, {carried:.0f} s spent before" if earlier else ""))
     start = saved = time.perf_counter()
@@ -110,10 +111,11 @@ def _run_stage(stage: Stage, config: ReproduceConfig, state: dict, rerun: set[st
         unfinished[stage.name] = {"command": command, "seconds": spent(), "parts": parts, "cpus": cpus}
         _save_state(output, state)
 
-    def heartbeat() -> None:  # a killed attempt loses at most HEARTBEAT_S seconds of its count
+    def heartbeat() -> None:  # a killed attempt loses the time since the last save
         if time.perf_counter() - saved >= HEARTBEAT_S:
             keep_unfinished()
 
+    keep_unfinished()  # the earlier parts' time is on disk before this part can be killed
     try:
         status = _run_logged([python, "-m", *stage.argv], log, heartbeat)
     except BaseException:  # interrupted (Ctrl-C): keep the time this attempt spent

@@ -9,7 +9,7 @@ from pathlib import Path
 from llara_retrieval._utils.atomic import atomic_save_figure, atomic_write
 from llara_retrieval.reproduce.ablation import Recipe, recipes
 from llara_retrieval.reproduce.results import METRICS, Claim, Row, TestScores, claims, collect_rows, seed_of
-from llara_retrieval.reproduce.stages import ReproduceConfig, plan, split_dataset
+from llara_retrieval.reproduce.stages import UNFINISHED, ReproduceConfig, plan, split_dataset
 from llara_retrieval.retrieval.significance import ALPHA, RANDOMISATION, T_TEST
 from llara_retrieval.retrieval.splits import RECORD
 
@@ -156,18 +156,20 @@ def _settings(c: ReproduceConfig) -> str:
 
 def _times(config: ReproduceConfig, state: dict) -> list[str]:
     done = _current(config, state)
-    cpus = sorted({r.get("cpu", "not recorded") for r in done.values()})
+    cpus = sorted({cpu for r in done.values() for cpu in r.get("cpu", "not recorded").split("; ")})
     lines = [f"Stage wall times ({_duration(sum(r['seconds'] for r in done.values()))} in all; CPU: "
              f"{'; '.join(cpus) if cpus else 'none yet'}):", "", "| stage | wall time | CPU | finished |",
              "|---|---:|---|---|"]
     lines += [f"| {n} | {_stage_time(r)} | {r.get('cpu', '')} | {r['finished']} |" for n, r in done.items()]
-    todo = [s.name for s in plan(config) if s.name not in done]
-    partial = {n: r for n, r in state.get("unfinished", {}).items() if n in todo}
+    todo = [s for s in plan(config) if s.name not in done]
+    started = state.get(UNFINISHED, {})
+    partial = {s.name: started[s.name] for s in todo if started.get(s.name, {}).get("command") == s.command()}
     if partial:
         lines += ["", "Started, not finished (resumed by the same command; their time so far counts when they "
                   "finish): " + ", ".join(f"{n} ({_duration(r['seconds'])})" for n, r in partial.items()) + "."]
     if todo:
-        lines += ["", f"Not finished yet ({len(todo)}): {', '.join(todo)}. Run the same command again to continue."]
+        lines += ["", f"Not finished yet ({len(todo)}): {', '.join(s.name for s in todo)}. Run the same command again "
+                  "to continue."]
     return lines
 
 

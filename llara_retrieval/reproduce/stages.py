@@ -25,6 +25,7 @@ from llara_retrieval.retrieval.splits import DEV, FIT
 
 ZERO_SHOT, PRETRAIN, FINETUNE, PRETRAIN_FINETUNE = "zero-shot", "pretrain", "finetune", "pretrain-finetune"
 SPLIT = "split"
+UNFINISHED = "unfinished"  # state key, per stage: the time of attempts that did not finish, their command
 
 
 @dataclass(frozen=True)
