@@ -55,7 +55,7 @@ bench-finetune:
 
 # What benchmarks/gpu_check.sh reads on a lent GPU machine (../shared does not travel there): carry .gpu
 gpu-files:
-	rm -rf .gpu && mkdir -p .gpu && cp -r $(DATA)/tokenizers/llama2-llara .gpu/ && head -n 600 $(DATA)/beir/scifact/corpus.jsonl > .gpu/corpus.jsonl
+	rm -rf .gpu && mkdir -p .gpu && cp -r --no-preserve=mode $(DATA)/tokenizers/llama2-llara .gpu/ && head -n 600 $(DATA)/beir/scifact/corpus.jsonl > .gpu/corpus.jsonl
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

@@ -33,19 +33,35 @@ def rss_mib(field: str) -> float:
     return float("nan")
 
 
+def card_text_ids(tokenizer, max_length: int):
+    """How the card's ``tokenizer(text, max_length=..., truncation=True, add_special_tokens=False)`` tokenised
+    text: for a released-layout dir (LLaMA-2 ``tokenizer.model``, slow legacy config) that was transformers 4's
+    sentencepiece tokenizer, whose ids the ``sentencepiece`` package gives (transformers 5 rebuilds it as a BPE
+    tokenizer that differs on some texts); otherwise the tokenizer itself."""
+    from llara_retrieval.core.sentencepiece_text import model_file
+
+    path = model_file(tokenizer)
+    if path is None:
+        return lambda text: tokenizer(text, return_tensors=None, max_length=max_length, truncation=True,
+                                      add_special_tokens=False)["input_ids"]
+    import sentencepiece
+
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(path))
+    return lambda text: processor.encode(text)[:max_length]
+
+
 def card_loop(model, tokenizer, texts: list[str], batch_size: int, max_length: int, device) -> np.ndarray:
     """The BAAI/LLARA-passage model card's passage loop, from raw text (written out as the card has it)."""
     prefix_ids = tokenizer(CARD_PREFIX, return_tensors=None)["input_ids"]
     suffix_ids = tokenizer(CARD_SUFFIX, return_tensors=None)["input_ids"][1:]
+    text_ids = card_text_ids(tokenizer, max_length)
     tokenizer.padding_side = "left"  # the card slices the last 8 positions
     out = []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
             rows = []
             for text in texts[start:start + batch_size]:
-                ids = tokenizer(text, return_tensors=None, max_length=max_length, truncation=True,
-                                add_special_tokens=False)["input_ids"]
-                ids = prefix_ids + ids + suffix_ids
+                ids = prefix_ids + text_ids(text) + suffix_ids
                 rows.append({"input_ids": ids, "attention_mask": [1] * len(ids)})
             inputs = tokenizer.pad(rows, padding=True, pad_to_multiple_of=8, return_tensors="pt").to(device)
             outputs = model(**inputs, return_dict=True, output_hidden_states=True)
@@ -77,7 +93,7 @@ def worker(method: str, texts: list[str], args: argparse.Namespace, queue: mp.Qu
         if enc.device.type == "cuda":
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
-        peaks.append(matmul_peak(enc.dtype, enc.device))  # between passes: the same conditions as the model
+        peaks.append(matmul_peak(enc.dtype, enc.device, args.peak_size))  # between passes: as the model runs
     ids = enc.prompt_tokenizer.build(texts, "passage", args.max_length)
     queue.put({"method": method, "seconds": seconds, "peaks": peaks, "vectors": vectors, "peak_mib": rss_mib("VmHWM") - loaded,
                "lengths": [len(x) for x in ids], "config": enc.model.config.get_text_config().to_dict(),
@@ -86,7 +102,8 @@ def worker(method: str, texts: list[str], args: argparse.Namespace, queue: mp.Qu
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, repeats: int = 3) -> float:
-    """FLOP/s of the best of ``repeats`` ``n × n`` matmuls in ``dtype`` on ``device``."""
+    """FLOP/s of the best of ``repeats`` ``n × n`` matmuls in ``dtype`` on ``device`` (a GPU needs n = 8192 to
+    reach its peak; 2048 stays in a CPU's caches)."""
     a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     best = float("inf")
     for _ in range(repeats + 1):  # the first one warms up
@@ -105,8 +122,8 @@ def model_flops(lengths: list[int], cfg: dict, body_params: int) -> float:
     return 2 * body_params * sum(lengths) + attention
 
 
-def prompt_tokenizer_for(encoder: str):
-    """The encoder's spec and its ``PromptTokenizer`` (the tokenizer alone: no weights are loaded)."""
+def prompt_tokenizer_for(encoder: str) -> tuple:
+    """``(EncoderSpec, PromptTokenizer)`` of the encoder, from its tokenizer alone (no weights are loaded)."""
     from transformers import AutoTokenizer
 
     from llara_retrieval.core.default_model import ensure_default_model
@@ -148,7 +165,10 @@ def main() -> None:
     parser.add_argument("--dtype", default=None, help="default: the precision policy's choice for this machine")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--peak-size", type=int, default=None,
+                        help="n of the n × n matmul that measures the peak (default: 8192 on CUDA, 2048 on CPU)")
     args = parser.parse_args()
+    args.peak_size = args.peak_size or (8192 if args.device.startswith("cuda") else 2048)
     if args.repeats < 1:
         raise SystemExit("bench_encode: --repeats must be at least 1")
 
@@ -174,7 +194,7 @@ def main() -> None:
     print(f"{device}, {args.threads} threads, {dtype_name(dtype)}")
     print(f"{len(texts)} passages, {tokens} tokens (prompt included, <= {args.max_length}), batch {args.batch_size}, "
           f"warm-up + {args.repeats} timed passes each")
-    print(f"matmul peak ({dtype_name(dtype)}): {peak / 1e9:.0f} GFLOP/s; "
+    print(f"matmul peak ({dtype_name(dtype)}, {args.peak_size}^3): {peak / 1e9:.0f} GFLOP/s; "
           f"model cost {flops / tokens / 1e6:.0f} MFLOP/token")
     print(f"{'method':<24}{'median s':>9}{'min s':>8}{'tokens/s':>10}{'of peak':>9}{'peak MiB':>10}"
           f"{'cos dist fp32':>15}")

@@ -1,13 +1,13 @@
 """Fine-tuning step time, tokens/s and peak memory of ``python -m llara_retrieval.train finetune``, per precision.
 
-Runs the real trainer (``llara_retrieval.train.finetune.main``, the CLI's own function) once per mode, each in
+Runs the real trainer (``llara_retrieval.train.finetune.train.main``, the CLI's own function) once per mode, each in
 its own subprocess (so peak memory is its own), on a synthetic training file whose queries and passages are
 all longer than their budgets, so every step has the same shape: ``--batch`` queries × ``--group`` passages,
 ``--query-max-len`` / ``--passage-max-len`` tokens (the padded token count per step is taken from the
 package's own collator). A callback times ``--warmup`` + ``--steps`` optimizer steps (synchronised on CUDA)
 and reports the median of the timed ones, the peak memory above what was resident after the warm-up (CUDA:
-the allocator; CPU: VmHWM above VmRSS) and the first step's loss; the run then stops without writing the
-trained encoder (a 7B merge would cost more than the steps).
+the allocator; CPU: VmHWM above VmRSS) and the first step's loss; it stops the run after its last step,
+before the trainer writes anything (a 7B merge would cost more than the steps).
 
 Modes: ``float32`` (``--precision float32``) and ``bf16`` (``--bf16``: bf16 autocast over float32 master
 weights, what ``--precision auto`` picks where bf16 is native; on a CPU without native bf16 it is emulated
@@ -28,19 +28,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench_encode import prompt_tokenizer_for
 from bench_train import Memory
 
 ROOT = Path(__file__).resolve().parents[1]
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
 MODES = {"float32": ["--precision", "float32"], "bf16": ["--bf16"]}
 
 
 class Measured(Exception):
-    """Raised after the timed steps: the benchmark does not need the trained encoder written."""
+    """Raised after the last timed step: the benchmark needs neither the loss plot nor the trained encoder."""
 
 
-def step_timer(warmup: int, device: str):
+def step_timer(warmup: int, steps: int, device: str) -> TrainerCallback:
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
@@ -59,12 +63,11 @@ def step_timer(warmup: int, device: str):
             if state.global_step > warmup:
                 self.times.append(time.perf_counter() - self.start)
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # runs after on_step_end: the loss is logged
             if logs and "loss" in logs:
                 self.losses.append(logs["loss"])
-
-        def on_train_end(self, args, state, control, **kwargs):
-            raise Measured()
+                if state.global_step == warmup + steps:
+                    raise Measured()
 
     return StepTimer()
 
@@ -90,21 +93,27 @@ def write_train_data(corpus: str, path: Path, queries: int, group: int, min_word
 def child(args: argparse.Namespace) -> None:
     from llara_retrieval.train.finetune.train import main
 
-    timer = step_timer(args.warmup, args.device)
+    timer = step_timer(args.warmup, args.steps, args.device)
     argv = ["--model_name_or_path", args.model, "--train_data", args.data, "--output_dir", args.output,
             "--overwrite_output_dir", "--train_group_size", str(args.group), "--query_max_len", str(args.query_max_len),
             "--passage_max_len", str(args.passage_max_len), "--per_device_train_batch_size", str(args.batch),
             "--max_steps", str(args.warmup + args.steps), "--learning_rate", "1e-5", "--logging_steps", "1",
             "--save_strategy", "no", "--report_to", "none", "--dtype", args.dtype, *MODES[args.mode],
-            *(["--use_cpu"] if args.device == "cpu" else []),
-            *(["--lora"] if args.lora else []), *(["--gradient_checkpointing"] if args.gradient_checkpointing else [])]
+            *(["--use_cpu"] if args.device == "cpu" else []), *switches(args, "_")]
     try:
         status = main(argv, callbacks=[timer])
-        raise SystemExit(f"bench_finetune: the trainer returned {status} before its last step")
+        raise SystemExit(f"bench_finetune: the trainer returned {status} before its last timed step")
     except Measured:
         pass
     print(json.dumps({"mode": args.mode, "step_s": statistics.median(timer.times), "loss": timer.losses[0],
                       "peak_mb": timer.memory.peak() - timer.base, "resident_mb": timer.base}))
+
+
+def switches(args: argparse.Namespace, sep: str) -> list[str]:
+    """``--lora`` / ``--gradient{sep}checkpointing`` as given (the trainer spells flags with ``_``, this script
+    with ``-``)."""
+    return [*(["--lora"] if args.lora else []),
+            *([f"--gradient{sep}checkpointing"] if args.gradient_checkpointing else [])]
 
 
 def main() -> int:
@@ -152,16 +161,16 @@ def main() -> int:
               f"{list(batch['passage_ids'].shape)} ({tokens} tokens a step); median of {args.steps} steps after "
               f"{args.warmup} warm-up", flush=True)
         results = {}
+        passed = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in
+                  ("model", "batch", "group", "query_max_len", "passage_max_len", "warmup", "steps", "device", "dtype",
+                   "corpus")] + switches(args, "-")
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
         for mode in args.modes:
-            passed = ("model", "batch", "group", "query_max_len", "passage_max_len", "warmup", "steps", "device",
-                      "dtype", "corpus")
             cmd = [sys.executable, __file__, "--mode", mode, "--data", str(data), "--output", str(Path(tmp) / mode),
-                   *[f"--{k.replace('_', '-')}={getattr(args, k)}" for k in passed],
-                   *(["--lora"] if args.lora else []), *(["--gradient-checkpointing"] if args.gradient_checkpointing else [])]
-            env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-            out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+                   *passed]
+            out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)  # its stderr: live
             if out.returncode:
-                print(out.stderr[-3000:], file=sys.stderr)
+                print(f"bench_finetune: the {mode} run failed (exit status {out.returncode})", file=sys.stderr)
                 return 1
             r = results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"{mode:>8}: step {r['step_s']:.3f} s, {tokens / r['step_s']:.0f} tokens/s, step peak memory "

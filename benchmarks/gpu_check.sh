@@ -9,13 +9,14 @@
 # Here first: `make gpu-files` (the LLaMA-2 tokenizer and 600 SciFact passages into .gpu/, git-ignored).
 # On the device (python3 there has torch, transformers, peft): carry [".gpu"], command
 #   set -o pipefail; bash benchmarks/gpu_check.sh 2>&1 | tee $OUT/gpu_check.log
-# ARCH=tiny DEVICE=cpu DTYPE=float32 runs the same steps on a tiny model (the test suite does, as a smoke test;
-# bf16 is emulated, very slowly, on CPUs without native bf16).
+# ARCH=tiny DEVICE=cpu runs the same steps on a tiny model (the test suite does, as a smoke test, with small
+# shapes: FT_BATCH, FT_GROUP, FT_LEN, DOCS, and PEAK_N for the matmul peak, slow in bf16 without native bf16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 FILES=${FILES:-.gpu}
 WORK=${WORK:-$(mktemp -d /tmp/llara-gpu-check.XXXXXX)}
+trap 'rm -rf "$WORK"' EXIT  # the 7B model's 13 GB, also when a step fails
 ARCH=${ARCH:-llama2-7b}
 DEVICE=${DEVICE:-cuda}
 DOCS=${DOCS:-256}
@@ -27,16 +28,17 @@ for f in "$FILES/corpus.jsonl" "$FILES/llama2-llara/tokenizer.model"; do
 done
 date -u +"gpu_check: %Y-%m-%dT%H:%MZ, arch $ARCH on $DEVICE"
 [[ $DEVICE == cuda ]] && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-$PY -c "import torch, transformers, peft; print('torch', torch.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__)"
+# every package the steps import, checked before the 13 GB model is written
+$PY -c "import accelerate, google.protobuf, numpy, safetensors, sentencepiece, torch, transformers, peft
+print('torch', torch.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__)"
 SECONDS=0
 $PY benchmarks/random_model.py --arch "$ARCH" --tokenizer "$FILES/llama2-llara" --output "$WORK/model" \
   --spec "$WORK/encoder.json" --device "$DEVICE" --dtype "$DTYPE"
 echo "gpu_check: model written in ${SECONDS} s"
 $PY benchmarks/bench_encode.py --corpus "$FILES/corpus.jsonl" --encoder "$WORK/encoder.json" --device "$DEVICE" \
-  --dtype "$DTYPE" --num-docs "$DOCS" --batch-size 64 --max-length 512
+  --dtype "$DTYPE" --num-docs "$DOCS" --batch-size 64 --max-length 512 ${PEAK_N:+--peak-size "$PEAK_N"}
 echo "gpu_check: encoding benchmark done at ${SECONDS} s"
 $PY benchmarks/bench_finetune.py --corpus "$FILES/corpus.jsonl" --model "$WORK/encoder.json" --device "$DEVICE" \
   --dtype "$DTYPE" --modes bf16 --lora --gradient-checkpointing --batch "$FT_BATCH" --group "$FT_GROUP" \
   --query-max-len 64 --passage-max-len "$FT_LEN" --steps 3
 echo "gpu_check: done in ${SECONDS} s"
-rm -rf "$WORK"

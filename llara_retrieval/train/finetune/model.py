@@ -93,6 +93,11 @@ class ContrastiveModel(torch.nn.Module):
         """Called by the Trainer for ``--gradient_checkpointing``: checkpoint the wrapped LM's layers."""
         self.lm.activation_checkpointing_enable(**kwargs)
 
+    def gradient_checkpointing_enable(self, **kwargs) -> None:
+        """The same under the name the Trainer of transformers releases before ``activation_checkpointing_enable``
+        calls (e.g. 5.17, on the GPU machines lent to this project)."""
+        self.lm.gradient_checkpointing_enable(**kwargs)
+
     def embed(self, input_ids: torch.Tensor, side: Side) -> torch.Tensor:
         hidden = transformer_body(self.lm)(input_ids=input_ids, use_cache=False).last_hidden_state
         return pool_special_tokens(hidden, input_ids, self.special_ids[side])

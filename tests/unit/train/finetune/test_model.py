@@ -112,3 +112,18 @@ def test_cross_device_negatives_under_torchrun_equal_one_process(tiny_model_dir,
     assert res["ddp_grad_max_diff"] <= 1e-5 * max(1.0, res["grad_scale"])
     assert res["gradcache_grad_max_diff"] <= 1e-5 * max(1.0, res["grad_scale"])
     assert res["unscaled_grad_max_diff"] <= 1e-5 * max(1.0, res["grad_scale"])  # default: the reference's 1/2
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("activation_checkpointing_enable", {"activation_checkpointing_kwargs": None, "every_n_layers": 1, "offload": False}),
+    ("gradient_checkpointing_enable", {"gradient_checkpointing_kwargs": None}),  # what older transformers 5 calls
+])
+def test_either_checkpointing_call_of_the_trainer_reaches_the_wrapped_lm(tiny_model_dir, name, kwargs):
+    import warnings
+
+    model, _ = tiny_contrastive(tiny_model_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the old name is deprecated in the newest transformers
+        assert not model.lm.is_gradient_checkpointing
+        getattr(model, name)(**kwargs)
+        assert model.lm.is_gradient_checkpointing
