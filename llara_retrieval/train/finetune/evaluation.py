@@ -68,11 +68,14 @@ class DevEvalCallback(TrainerCallback):
         self.trainer = None  # set by the driver: metrics go through trainer.log into loss_log.jsonl too
         self.last_step = -1
 
-    def run(self, state, control) -> None:
+    def run(self, args, state, control) -> None:
         if not state.is_world_process_zero or state.global_step == self.last_step:
             return
         self.last_step = state.global_step
-        row = {"step": state.global_step, **self.evaluator(self.lm, self.tokenizer)}
+        mixed = getattr(args, "autocast", None)  # encode as training computes: bf16/fp16 autocast, if it does
+        with torch.autocast(args.device.type, dtype=torch.bfloat16 if mixed == "bf16" else torch.float16,
+                            enabled=mixed is not None):
+            row = {"step": state.global_step, **self.evaluator(self.lm, self.tokenizer)}
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
         if self.trainer is not None:
@@ -83,10 +86,10 @@ class DevEvalCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.eval_every and state.global_step % self.eval_every == 0:
-            self.run(state, control)
+            self.run(args, state, control)
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.run(state, control)
+        self.run(args, state, control)
 
 
 def plot_metric(log_path: Path, png_path: Path) -> None:
