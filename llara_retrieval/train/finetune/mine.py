@@ -20,7 +20,6 @@ from llara_retrieval._utils.atomic import atomic_write
 from llara_retrieval._utils.errors import LlaraError
 from llara_retrieval.core.loading import resolve_spec
 from llara_retrieval.core.prompts import format_passage
-from llara_retrieval.core.spec import EncoderSpec
 from llara_retrieval.retrieval.runs import Run, ranked
 from llara_retrieval.train.trainer import cli_main
 
@@ -76,7 +75,7 @@ def mine(args: MineArguments) -> dict:
         raise LlaraError("--method dense needs --encoder")
     ds = load_dataset(args.dataset, args.split, cache_dir=args.cache_dir)
     run = retrieve(ds, args)
-    separator = resolve_spec(args.encoder).title_separator if args.encoder else EncoderSpec().title_separator
+    separator = resolve_spec(args.encoder).title_separator  # no encoder: the default spec's
     lines, stats = build_records(ds.queries, ds.qrels, ds.corpus, run, args.num_negatives, args.sample, args.seed,
                                  separator)
     atomic_write(out, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in lines))
