@@ -72,20 +72,19 @@ def rss_mb(field: str) -> float:
 
 
 def build_batch(args, tokenizer, spec):
+    """``--batch`` examples as ``train pretrain --length_budget branch`` makes them: each chunk of the text
+    summarises itself (EBAE) and predicts the next chunk (EBAR)."""
     from llara_retrieval.core.prompts import PromptTokenizer
-    from llara_retrieval.train.pretrain.data import PretrainCollator, PretrainExample, excluded_target_ids
+    from llara_retrieval.train.pretrain.data import PretrainCollator, PretrainDataset, excluded_target_ids
     from llara_retrieval.train.pretrain.prepare import Chunker
 
     pt = PromptTokenizer(tokenizer, spec.prompts)
     texts = [json.loads(line)["text"] for line in Path(args.data).open(encoding="utf-8")][:200]
     chunks = [c for t in texts for c in Chunker(tokenizer, args.max_length).chunks(t)][:args.batch + 1]
-    excluded = excluded_target_ids(tokenizer, pt)
-    collator = PretrainCollator(pt, tokenizer.pad_token_id)
-    budget = args.max_length - collator.layout.prefix_len - max(collator.layout.suffix_lens)
-    ids = pt.text_ids(chunks)
-    examples = [PretrainExample(ids[i][:budget], sorted(set(ids[i]) - excluded), sorted(set(ids[i + 1]) - excluded))
-                for i in range(args.batch)]
-    return collator(examples)
+    records = [(chunks[i], chunks[i], chunks[i + 1]) for i in range(args.batch)]
+    dataset = PretrainDataset(records, pt, args.max_length, excluded=excluded_target_ids(tokenizer, pt),
+                              length_budget="branch")
+    return PretrainCollator(pt, tokenizer.pad_token_id)(list(dataset))
 
 
 def reference_logits(model, batch):
