@@ -17,6 +17,7 @@ from transformers import TrainerCallback
 from llara_retrieval._utils.errors import LlaraError
 from llara_retrieval.core.loading import resolve_spec
 from llara_retrieval.core.prompts import PromptTokenizer
+from llara_retrieval.core.spec import EncoderSpec
 from llara_retrieval.train.arguments import LlaraTrainingArguments, ModelArguments
 from llara_retrieval.train.callbacks import LossLogger, trim_loss_log
 from llara_retrieval.train.finetune.data import GroupCollator, GroupDataset, read_train_data, report_truncation
@@ -103,12 +104,21 @@ def check_args(data_args: FinetuneArguments, training_args: LlaraTrainingArgumen
                          "does not support: use one or the other")
 
 
+def _title_separator(model: str) -> str | None:
+    """How the model's spec joins ``{"title", "text"}`` passages (as its encoder will); a model that does
+    not resolve is reported by the model load, after the data check."""
+    try:
+        return resolve_spec(model).title_separator
+    except LlaraError:
+        return EncoderSpec().title_separator
+
+
 def run(model_args: ModelArguments, data_args: FinetuneArguments, training_args: LlaraTrainingArguments,
         callbacks: Sequence[TrainerCallback] = ()) -> None:
     check_args(data_args, training_args)
     resume_from = prepare_output_dir(training_args)
     records = read_train_data(data_args.train_data, data_args.train_group_size,  # fail before loading the model
-                              resolve_spec(model_args.model_name_or_path).title_separator)  # as its encoder joins
+                              _title_separator(model_args.model_name_or_path))
     if data_args.negatives_cross_device and training_args.world_size > 1:
         training_args.dataloader_drop_last = True  # all-gather needs the same batch shape on every rank
     if training_args.device.type == "cpu":
