@@ -80,6 +80,47 @@ def _run_logged(argv: list[str], log: Path, tick: Callable[[], None]) -> int:
         return proc.wait()
 
 
+class _StageClock:
+    """The wall time of one stage over all its parts: the earlier parts' seconds (``unfinished`` in the state)
+    plus this part's. Written back to the state when the part starts, at its first output after each
+    ``HEARTBEAT_S`` seconds (a killed part loses only the time since) and when it fails or is interrupted."""
+
+    def __init__(self, name: str, command: str, state: dict, output: Path, earlier: dict | None) -> None:
+        self.name, self.command, self.state, self.output = name, command, state, output
+        self.carried, self.parts = (earlier["seconds"], earlier["parts"] + 1) if earlier else (0.0, 1)
+        self.cpus = list(dict.fromkeys([*(earlier["cpus"] if earlier else []), cpu_description()]))  # one a machine
+        self.start = self.saved = time.perf_counter()
+
+    def seconds(self) -> float:
+        return round(self.carried + time.perf_counter() - self.start, 1)
+
+    def save(self) -> None:
+        self.saved = time.perf_counter()
+        self.state[UNFINISHED][self.name] = {"command": self.command, "seconds": self.seconds(), "parts": self.parts,
+                                             "cpus": self.cpus}
+        _save_state(self.output, self.state)
+
+    def heartbeat(self) -> None:
+        if time.perf_counter() - self.saved >= HEARTBEAT_S:
+            self.save()
+
+    def finish(self) -> dict:
+        """The finished stage's time fields; its unfinished record is dropped."""
+        self.state[UNFINISHED].pop(self.name, None)
+        return {"seconds": self.seconds(), "parts": self.parts, "cpu": "; ".join(self.cpus)}
+
+
+def _resumable(stage: Stage, command: str, state: dict, rerun: set[str]) -> dict | None:
+    """The unfinished record this attempt continues, or None when it starts afresh (removing the stage's old
+    output): new settings or inputs never resume old work."""
+    earlier = state.setdefault(UNFINISHED, {}).get(stage.name)
+    if state["stages"].get(stage.name) or rerun.intersection(stage.after):
+        if stage.output:
+            shutil.rmtree(stage.output, ignore_errors=True)
+        return None
+    return earlier if earlier and earlier["command"] == command else None
+
+
 def _run_stage(stage: Stage, config: ReproduceConfig, state: dict, rerun: set[str], python: str) -> None:
     output = Path(config.output)
     record = state["stages"].get(stage.name)
@@ -87,52 +128,27 @@ def _run_stage(stage: Stage, config: ReproduceConfig, state: dict, rerun: set[st
     if record and record["command"] == command and not rerun.intersection(stage.after):
         _say(f"{stage.name}: done before ({record['seconds']:.0f} s), skipped")
         return
-    unfinished = state.setdefault(UNFINISHED, {})
-    earlier = unfinished.get(stage.name)
-    if record or rerun.intersection(stage.after):  # new settings or inputs: never resume old work
-        if stage.output:
-            shutil.rmtree(stage.output, ignore_errors=True)
-        earlier = None
-    if earlier and earlier["command"] != command:
-        earlier = None
-    carried, parts = (earlier["seconds"], earlier["parts"] + 1) if earlier else (0.0, 1)
-    cpus = list(dict.fromkeys([*(earlier["cpus"] if earlier else []), cpu_description()]))  # a part per machine
+    earlier = _resumable(stage, command, state, rerun)
+    clock = _StageClock(stage.name, command, state, output, earlier)
     state["stages"].pop(stage.name, None)
     log = output / "logs" / f"{stage.name}.log"
-    _say(f"{stage.name}: {command}  (log: {log})" + (f"; resumed, {carried:.0f} s spent before" if earlier else ""))
-    start = saved = time.perf_counter()
-
-    def spent() -> float:
-        return round(carried + time.perf_counter() - start, 1)
-
-    def keep_unfinished() -> None:
-        nonlocal saved
-        saved = time.perf_counter()
-        unfinished[stage.name] = {"command": command, "seconds": spent(), "parts": parts, "cpus": cpus}
-        _save_state(output, state)
-
-    def heartbeat() -> None:  # a killed attempt loses the time since the last save
-        if time.perf_counter() - saved >= HEARTBEAT_S:
-            keep_unfinished()
-
-    keep_unfinished()  # the earlier parts' time is on disk before this part can be killed
+    resumed = f"; resumed, {clock.carried:.0f} s spent before" if earlier else ""
+    _say(f"{stage.name}: {command}  (log: {log}){resumed}")
+    clock.save()  # the earlier parts' time is on disk before this part can be killed
     try:
-        status = _run_logged([python, "-m", *stage.argv], log, heartbeat)
+        status = _run_logged([python, "-m", *stage.argv], log, clock.heartbeat)
     except BaseException:  # interrupted (Ctrl-C): keep the time this attempt spent
-        keep_unfinished()
+        clock.save()
         raise
     if status != 0:
-        keep_unfinished()
+        clock.save()
         raise LlaraError(f"stage {stage.name} failed with exit status {status} (log: {log}); "
                          "fix the cause and run the same command again to resume")
-    seconds = spent()
-    unfinished.pop(stage.name, None)
-    state["stages"][stage.name] = {"command": command, "seconds": seconds, "parts": parts, "system": stage.system,
-                                   "split": stage.split, "cpu": "; ".join(cpus),
-                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    state["stages"][stage.name] = {"command": command, **clock.finish(), "system": stage.system,
+                                   "split": stage.split, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     _save_state(output, state)
     rerun.add(stage.name)
-    _say(f"{stage.name}: finished in {seconds:.0f} s")
+    _say(f"{stage.name}: finished in {state['stages'][stage.name]['seconds']:.0f} s")
 
 
 def choose_on_dev(config: ReproduceConfig, stages: list[Stage]) -> tuple[Stage, dict]:
