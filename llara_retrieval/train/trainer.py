@@ -14,6 +14,7 @@ Output folders are in :mod:`llara_retrieval.train.outputs`, callbacks in :mod:`l
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import defaultdict
 from typing import Callable, Sequence
 
@@ -59,7 +60,9 @@ def load_for_training(model_args: ModelArguments, training_args: LlaraTrainingAr
         config = LoraConfig(r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
                             lora_dropout=model_args.lora_dropout, target_modules=targets, task_type="CAUSAL_LM")
         try:
-            model = get_peft_model(model, config)
+            with warnings.catch_warnings():  # peft reads an attribute transformers 5 deprecates: nothing to act on
+                warnings.filterwarnings("ignore", ".*is_gradient_checkpointing.* deprecated", FutureWarning)
+                model = get_peft_model(model, config)
         except ValueError as exc:
             raise LlaraError(f"--lora_target_modules {model_args.lora_target_modules!r}: {exc}") from None
         if training_args.gradient_checkpointing:
