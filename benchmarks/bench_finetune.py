@@ -12,10 +12,12 @@ before the trainer writes anything (a 7B merge would cost more than the steps).
 Modes: ``float32`` (``--precision float32``) and ``bf16`` (``--bf16``: bf16 autocast over float32 master
 weights, what ``--precision auto`` picks where bf16 is native; on a CPU without native bf16 it is emulated
 and slow). ``--lora`` and ``--gradient-checkpointing`` pass through, as does ``--dtype`` for the master
-weights (``bfloat16`` for a 7B LoRA run on one GPU).
+weights (``bfloat16`` for a 7B LoRA run on one GPU), and ``--lora-dropout`` / ``--grad-cache-chunk`` (``make
+reproduce``'s fine-tuning step: ``--lora --lora-dropout 0.05 --grad-cache-chunk 16``).
 
     python benchmarks/bench_finetune.py --corpus ../shared/data/beir/scifact/corpus.jsonl \\
-        [--model default] [--modes float32 bf16] [--batch 4 --group 4] [--device cpu|cuda] [--lora] ...
+        [--model default] [--modes float32 bf16] [--batch 4 --group 4] [--device cpu|cuda] [--lora] \\
+        [--lora-dropout 0.05] [--grad-cache-chunk 16] ...
 """
 from __future__ import annotations
 
@@ -99,14 +101,16 @@ def child(args: argparse.Namespace) -> None:
             "--passage_max_len", str(args.passage_max_len), "--per_device_train_batch_size", str(args.batch),
             "--max_steps", str(args.warmup + args.steps), "--learning_rate", "1e-5", "--logging_steps", "1",
             "--save_strategy", "no", "--report_to", "none", "--dtype", args.dtype, *MODES[args.mode],
-            *(["--use_cpu"] if args.device == "cpu" else []), *switches(args, "_")]
+            "--lora_dropout", str(args.lora_dropout), "--grad_cache_chunk_size", str(args.grad_cache_chunk),
+            *(["--use_cpu"] if args.device == "cpu" else []),
+            *switches(args, "_")]
     try:
         status = main(argv, callbacks=[timer])
         raise SystemExit(f"bench_finetune: the trainer returned {status} before its last timed step")
     except Measured:
         pass
-    print(json.dumps({"mode": args.mode, "step_s": statistics.median(timer.times), "loss": timer.losses[0],
-                      "peak_mb": timer.memory.peak() - timer.base, "resident_mb": timer.base}))
+    print(json.dumps({"mode": args.mode, "step_s": statistics.median(timer.times),
+                      "loss": timer.losses[0], "peak_mb": timer.memory.peak() - timer.base, "resident_mb": timer.base}))
 
 
 def switches(args: argparse.Namespace, sep: str) -> list[str]:
@@ -131,6 +135,8 @@ def main() -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="master weights")
     parser.add_argument("--lora", action="store_true")
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--grad-cache-chunk", type=int, default=0, help="GradCache chunk size (0: off)")
+    parser.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (make reproduce's 0.05)")
     parser.add_argument("--mode", choices=list(MODES), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
@@ -156,14 +162,16 @@ def main() -> int:
         tokens = batch["query_ids"].numel() + batch["passage_ids"].numel()
         where = torch.cuda.get_device_name() if args.device == "cuda" else cpu_description()
         print(f"{where}, {torch.get_num_threads()} threads; {args.model}, master weights {args.dtype}"
-              f"{', LoRA' if args.lora else ''}{', gradient checkpointing' if args.gradient_checkpointing else ''}; "
+              f"{f', LoRA (dropout {args.lora_dropout})' if args.lora else ''}"
+              f"{', gradient checkpointing' if args.gradient_checkpointing else ''}"
+              f"{f', GradCache chunks of {args.grad_cache_chunk}' if args.grad_cache_chunk else ''}; "
               f"{args.batch} queries x {args.group} passages: query ids {list(batch['query_ids'].shape)}, passage ids "
               f"{list(batch['passage_ids'].shape)} ({tokens} tokens a step); median of {args.steps} steps after "
               f"{args.warmup} warm-up", flush=True)
         results = {}
         passed = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in
                   ("model", "batch", "group", "query_max_len", "passage_max_len", "warmup", "steps", "device", "dtype",
-                   "corpus")] + switches(args, "-")
+                   "corpus", "lora_dropout", "grad_cache_chunk")] + switches(args, "-")
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
         for mode in args.modes:
             cmd = [sys.executable, __file__, "--mode", mode, "--data", str(data), "--output", str(Path(tmp) / mode),
