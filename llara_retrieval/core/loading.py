@@ -6,7 +6,10 @@ Every failure to load (a missing, garbled or truncated ``model.safetensors``, a 
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +25,15 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 PICKLED_ADAPTER = "adapter_model.bin"
 # What a missing, garbled or truncated model file raises inside transformers, safetensors, gguf and PEFT.
 LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, EOFError, SafetensorError)
+
+
+@contextlib.contextmanager
+def peft_quietly() -> Iterator[None]:
+    """Around a peft call: peft reads ``is_gradient_checkpointing``, which transformers 5 deprecates with a
+    FutureWarning on every LoRA load; nothing a user can act on, so it stays out of their log."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*is_gradient_checkpointing.* deprecated", FutureWarning)
+        yield
 
 
 def resolve_spec(name_or_path: str | Path | None) -> EncoderSpec:
@@ -133,7 +145,8 @@ def load_model(spec: EncoderSpec, dtype: torch.dtype, trust_remote_code: bool = 
         from peft import PeftModel
 
         try:
-            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+            with peft_quietly():
+                model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
         except LOAD_ERRORS as exc:
             raise LlaraError(f"cannot load adapter {spec.adapter!r}: {first_line(exc)}") from None
     return model.eval(), tokenizer

@@ -14,7 +14,6 @@ Output folders are in :mod:`llara_retrieval.train.outputs`, callbacks in :mod:`l
 from __future__ import annotations
 
 import logging
-import warnings
 from collections import defaultdict
 from typing import Callable, Sequence
 
@@ -23,7 +22,7 @@ from transformers import HfArgumentParser, Trainer
 
 from llara_retrieval._utils.cli import run_cli
 from llara_retrieval._utils.errors import LlaraError, first_line
-from llara_retrieval.core.loading import load_model, resolve_spec
+from llara_retrieval.core.loading import load_model, peft_quietly, resolve_spec
 from llara_retrieval.core.precision import log_precision, resolve_dtype
 from llara_retrieval.train.arguments import LlaraTrainingArguments, ModelArguments
 
@@ -60,8 +59,7 @@ def load_for_training(model_args: ModelArguments, training_args: LlaraTrainingAr
         config = LoraConfig(r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
                             lora_dropout=model_args.lora_dropout, target_modules=targets, task_type="CAUSAL_LM")
         try:
-            with warnings.catch_warnings():  # peft reads an attribute transformers 5 deprecates: nothing to act on
-                warnings.filterwarnings("ignore", ".*is_gradient_checkpointing.* deprecated", FutureWarning)
+            with peft_quietly():
                 model = get_peft_model(model, config)
         except ValueError as exc:
             raise LlaraError(f"--lora_target_modules {model_args.lora_target_modules!r}: {exc}") from None
