@@ -68,13 +68,13 @@ def _save_state(output: Path, state: dict) -> None:
 
 
 def _run_logged(argv: list[str], log: Path, tick: Callable[[], None]) -> int:
-    """Run ``argv``, copying its output (progress bars included) to the console and to ``log``, unbuffered (the
-    log shows a running stage's progress); ``tick`` is called after each piece of output."""
+    """Run ``argv``, copying its output (progress bars included) to the console and to ``log``, flushed piece by
+    piece (the log shows a running stage's progress); ``tick`` is called after each piece of output."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab", buffering=0) as sink, \
-            subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+    with log.open("ab") as sink, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
         while chunk := proc.stdout.read1(4096):
             sink.write(chunk)
+            sink.flush()
             sys.stderr.buffer.write(chunk)
             sys.stderr.flush()
             tick()
