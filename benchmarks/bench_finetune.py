@@ -12,12 +12,13 @@ before the trainer writes anything (a 7B merge would cost more than the steps).
 Modes: ``float32`` (``--precision float32``) and ``bf16`` (``--bf16``: bf16 autocast over float32 master
 weights, what ``--precision auto`` picks where bf16 is native; on a CPU without native bf16 it is emulated
 and slow). ``--lora`` and ``--gradient-checkpointing`` pass through, as does ``--dtype`` for the master
-weights (``bfloat16`` for a 7B LoRA run on one GPU), and ``--lora-dropout`` / ``--grad-cache-chunk`` (``make
-reproduce``'s fine-tuning step: ``--lora --lora-dropout 0.05 --grad-cache-chunk 16``).
+weights (``bfloat16`` for a 7B LoRA run on one GPU), ``--lora-r`` / ``--lora-alpha`` / ``--lora-dropout``
+(default ``make reproduce``'s 16 / 32 / 0.05) and ``--grad-cache-chunk``: ``make reproduce``'s fine-tuning step is
+``--lora --batch 8 --group 8 --query-max-len 64 --passage-max-len 256 --grad-cache-chunk 16``.
 
     python benchmarks/bench_finetune.py --corpus ../shared/data/beir/scifact/corpus.jsonl \\
         [--model default] [--modes float32 bf16] [--batch 4 --group 4] [--device cpu|cuda] [--lora] \\
-        [--lora-dropout 0.05] [--grad-cache-chunk 16] ...
+        [--lora-r 16 --lora-alpha 32 --lora-dropout 0.05] [--grad-cache-chunk 16] ...
 """
 from __future__ import annotations
 
@@ -101,6 +102,7 @@ def child(args: argparse.Namespace) -> None:
             "--passage_max_len", str(args.passage_max_len), "--per_device_train_batch_size", str(args.batch),
             "--max_steps", str(args.warmup + args.steps), "--learning_rate", "1e-5", "--logging_steps", "1",
             "--save_strategy", "no", "--report_to", "none", "--dtype", args.dtype, *MODES[args.mode],
+            "--lora_r", str(args.lora_r), "--lora_alpha", str(args.lora_alpha),
             "--lora_dropout", str(args.lora_dropout), "--grad_cache_chunk_size", str(args.grad_cache_chunk),
             *(["--use_cpu"] if args.device == "cpu" else []),
             *switches(args, "_")]
@@ -136,6 +138,8 @@ def main() -> int:
     parser.add_argument("--lora", action="store_true")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--grad-cache-chunk", type=int, default=0, help="GradCache chunk size (0: off)")
+    parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (make reproduce's 16)")
+    parser.add_argument("--lora-alpha", type=int, default=32, help="LoRA alpha (make reproduce's 32)")
     parser.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (make reproduce's 0.05)")
     parser.add_argument("--mode", choices=list(MODES), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -162,7 +166,7 @@ def main() -> int:
         tokens = batch["query_ids"].numel() + batch["passage_ids"].numel()
         where = torch.cuda.get_device_name() if args.device == "cuda" else cpu_description()
         print(f"{where}, {torch.get_num_threads()} threads; {args.model}, master weights {args.dtype}"
-              f"{f', LoRA (dropout {args.lora_dropout})' if args.lora else ''}"
+              f"{f', LoRA r {args.lora_r} alpha {args.lora_alpha} dropout {args.lora_dropout}' if args.lora else ''}"
               f"{', gradient checkpointing' if args.gradient_checkpointing else ''}"
               f"{f', GradCache chunks of {args.grad_cache_chunk}' if args.grad_cache_chunk else ''}; "
               f"{args.batch} queries x {args.group} passages: query ids {list(batch['query_ids'].shape)}, passage ids "
@@ -171,7 +175,7 @@ def main() -> int:
         results = {}
         passed = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in
                   ("model", "batch", "group", "query_max_len", "passage_max_len", "warmup", "steps", "device", "dtype",
-                   "corpus", "lora_dropout", "grad_cache_chunk")] + switches(args, "-")
+                   "corpus", "lora_r", "lora_alpha", "lora_dropout", "grad_cache_chunk")] + switches(args, "-")
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
         for mode in args.modes:
             cmd = [sys.executable, __file__, "--mode", mode, "--data", str(data), "--output", str(Path(tmp) / mode),

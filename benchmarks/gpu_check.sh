@@ -4,8 +4,8 @@
 # checkpoints' layout, in bf16,
 #   1. bench_encode.py: LlaraEncoder vs the model-card loop on 256 SciFact passages <= 512 tokens (tokens/s,
 #      fraction of the GPU's bf16 matmul peak, cosine distance to float32);
-#   2. bench_finetune.py: LoRA fine-tuning steps with gradient checkpointing in bf16 (8 queries x 8 passages
-#      of 512 tokens: step time, tokens/s, peak GPU memory).
+#   2. bench_finetune.py: LoRA (the reference's r 64, alpha 16, dropout 0.1) fine-tuning steps with gradient
+#      checkpointing in bf16 (8 queries x 8 passages of 512 tokens: step time, tokens/s, peak GPU memory).
 # Here first: `make gpu-files` (the LLaMA-2 tokenizer and 600 SciFact passages into .gpu/, git-ignored).
 # On the device (python3 there has torch, transformers, peft): carry [".gpu"], command
 #   set -o pipefail; bash benchmarks/gpu_check.sh 2>&1 | tee $OUT/gpu_check.log
@@ -39,6 +39,6 @@ $PY benchmarks/bench_encode.py --corpus "$FILES/corpus.jsonl" --encoder "$WORK/e
   --dtype "$DTYPE" --num-docs "$DOCS" --batch-size 64 --max-length 512 ${PEAK_N:+--peak-size "$PEAK_N"}
 echo "gpu_check: encoding benchmark done at ${SECONDS} s"
 $PY benchmarks/bench_finetune.py --corpus "$FILES/corpus.jsonl" --model "$WORK/encoder.json" --device "$DEVICE" \
-  --dtype "$DTYPE" --modes bf16 --lora --gradient-checkpointing --batch "$FT_BATCH" --group "$FT_GROUP" \
-  --query-max-len 64 --passage-max-len "$FT_LEN" --steps 3
+  --dtype "$DTYPE" --modes bf16 --lora --lora-r 64 --lora-alpha 16 --lora-dropout 0.1 --gradient-checkpointing \
+  --batch "$FT_BATCH" --group "$FT_GROUP" --query-max-len 64 --passage-max-len "$FT_LEN" --steps 3
 echo "gpu_check: done in ${SECONDS} s"
