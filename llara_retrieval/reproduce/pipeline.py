@@ -97,8 +97,8 @@ class _StageClock:
 
     def save(self) -> None:
         self.saved = time.perf_counter()
-        self.state[UNFINISHED][self.name] = {"command": self.command, "seconds": self.seconds(), "parts": self.parts,
-                                             "cpus": self.cpus}
+        self.state.setdefault(UNFINISHED, {})[self.name] = {"command": self.command, "seconds": self.seconds(),
+                                                            "parts": self.parts, "cpus": self.cpus}
         _save_state(self.output, self.state)
 
     def heartbeat(self) -> None:
@@ -107,15 +107,15 @@ class _StageClock:
 
     def finish(self) -> dict:
         """The finished stage's time fields; its unfinished record is dropped."""
-        self.state[UNFINISHED].pop(self.name, None)
+        self.state.get(UNFINISHED, {}).pop(self.name, None)
         return {"seconds": self.seconds(), "parts": self.parts, "cpu": "; ".join(self.cpus)}
 
 
-def _resumable(stage: Stage, command: str, state: dict, rerun: set[str]) -> dict | None:
+def _resumable(stage: Stage, command: str, record: dict | None, state: dict, rerun: set[str]) -> dict | None:
     """The unfinished record this attempt continues, or None when it starts afresh (removing the stage's old
-    output): new settings or inputs never resume old work."""
-    earlier = state.setdefault(UNFINISHED, {}).get(stage.name)
-    if state["stages"].get(stage.name) or rerun.intersection(stage.after):
+    output): new settings or inputs (a finished ``record`` being redone) never resume old work."""
+    earlier = state.get(UNFINISHED, {}).get(stage.name)
+    if record or rerun.intersection(stage.after):
         if stage.output:
             shutil.rmtree(stage.output, ignore_errors=True)
         return None
@@ -129,7 +129,7 @@ def _run_stage(stage: Stage, config: ReproduceConfig, state: dict, rerun: set[st
     if record and record["command"] == command and not rerun.intersection(stage.after):
         _say(f"{stage.name}: done before ({record['seconds']:.0f} s), skipped")
         return
-    earlier = _resumable(stage, command, state, rerun)
+    earlier = _resumable(stage, command, record, state, rerun)
     clock = _StageClock(stage.name, command, state, output, earlier)
     state["stages"].pop(stage.name, None)
     log = output / "logs" / f"{stage.name}.log"

@@ -94,12 +94,12 @@ def test_work_that_is_not_resumed_does_not_count(tmp_path, why):
 
 
 def test_a_running_stage_log_shows_its_output_at_once(tmp_path):
-    """The stage log is unbuffered: each piece of output is in the file before the next one is read."""
+    """The stage log is flushed piece by piece: each piece of output is in the file when ``tick`` runs."""
     log = tmp_path / "logs" / "stage.log"
     program = "import sys, time\nfor i in range(3):\n    sys.stdout.write(f'step {i}\\n')\n    sys.stdout.flush()\n" \
               "    time.sleep(0.2)\n"
     in_file: list[str] = []
     status = pipeline._run_logged([sys.executable, "-c", program], log, lambda: in_file.append(log.read_text()))
     assert status == 0
-    assert in_file[0].startswith("step 0")  # buffered, the file was still empty at the first piece
+    assert in_file[0].startswith("step 0")  # without the flush, the file was still empty here
     assert log.read_text() == "step 0\nstep 1\nstep 2\n"
