@@ -117,10 +117,24 @@ def _bag_of_words_from_log_probs(logp: torch.Tensor, targets: torch.Tensor, rows
     return per_row.sum() / max(1, rows_with_targets)
 
 
-def _losses_and_grads(weight, softcap, terms, hiddens, needs_weight: bool, needs_hiddens: list[bool]):
-    """Products in the weight's dtype (no float32 copy of a bf16 head), losses and logits' gradients in
-    float32; the weight's gradient is accumulated in the weight's dtype, allocated by the first chunk."""
-    w = weight.detach()
+def product_dtype(weight: torch.Tensor) -> torch.dtype:
+    """The dtype of the head's matrix products: bf16 under bf16 autocast, as autocast runs any ``Linear``
+    (the head is two thirds of a bf16-autocast pretraining step with a 262k vocabulary when kept in
+    float32); otherwise the weight's own. fp16 autocast keeps float32: the logits' gradients are formed
+    before loss scaling, and a 262k-way softmax's small probabilities would underflow in fp16."""
+    device = weight.device.type
+    if (weight.dtype == torch.float32 and torch.is_autocast_enabled(device)
+            and torch.get_autocast_dtype(device) == torch.bfloat16):
+        return torch.bfloat16
+    return weight.dtype
+
+
+def _losses_and_grads(weight, softcap, terms, hiddens, needs_weight: bool, needs_hiddens: list[bool],
+                      dtype: torch.dtype):
+    """Products in ``dtype`` (no float32 copy of a bf16 head), losses and logits' gradients in float32;
+    the weight's gradient is accumulated in ``dtype``, allocated by the first chunk, and returned in the
+    weight's dtype."""
+    w = weight.detach().to(dtype)
     grad_weight = None
     grad_hiddens, values = [], []
     for term, hidden, needs_hidden in zip(terms, hiddens, needs_hiddens):
@@ -144,8 +158,8 @@ def _losses_and_grads(weight, softcap, terms, hiddens, needs_weight: bool, needs
             del logits, loss, grad_logits
         grad_hiddens.append(grad_hidden)
         values.append(value)
-    if needs_weight and grad_weight is None:
-        grad_weight = torch.zeros_like(w)
+    if needs_weight:
+        grad_weight = torch.zeros_like(weight) if grad_weight is None else grad_weight.to(weight.dtype)
     values = torch.stack(values)
     return weighted_sum(values, terms), values, (grad_weight, grad_hiddens)
 
@@ -162,9 +176,10 @@ class _HeadLosses(torch.autograd.Function):
     def forward(ctx, weight: torch.Tensor, softcap: float | None, tied: TiedEmbeddingGradient | None,
                 grad_enabled: bool, terms: tuple[HeadTerm, ...], *hiddens: torch.Tensor):
         needs = [grad_enabled and needed for needed in ctx.needs_input_grad]
-        with torch.autocast(weight.device.type, enabled=False):  # the weight's dtype, also under --bf16 autocast
+        dtype = product_dtype(weight)
+        with torch.autocast(weight.device.type, enabled=False):  # products in ``dtype``, losses in float32
             total, values, grads = _losses_and_grads(weight, softcap, terms, hiddens, needs[0],
-                                                     needs[len(needs) - len(hiddens):])
+                                                     needs[len(needs) - len(hiddens):], dtype)
         ctx.tied = tied
         ctx.grads = grads  # intermediates, not inputs/outputs: kept on ctx, dropped in backward
         ctx.mark_non_differentiable(values)

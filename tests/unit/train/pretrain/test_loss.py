@@ -204,22 +204,47 @@ def test_head_losses_equal_full_logits(monkeypatch, frozen_head, head_kind):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)  # both compute in float32
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_head_losses_stay_float32_under_bf16_autocast(device):
-    """``--bf16`` training runs the model under autocast; the head losses still compute in float32."""
+def _bag_of_words_head(device: str, head_dtype: torch.dtype = torch.float32, autocast: torch.dtype | None = None):
+    """Loss and gradients (hidden states, head weight) of one bag-of-words head term on fixed random inputs,
+    the head in ``head_dtype``, under ``autocast`` if given."""
     gen = torch.Generator().manual_seed(1)
-    head = torch.nn.Linear(16, 50, bias=False).to(device)
+    weight = torch.randn(50, 16, generator=gen).to(device)
     hidden = torch.randn(3, 5, 16, generator=gen).to(device).requires_grad_()
     targets = torch.stack([torch.randperm(50, generator=gen)[:6] for _ in range(3)]).to(device)
+    head = torch.nn.Linear(16, 50, bias=False, device=device, dtype=head_dtype)
+    with torch.no_grad():
+        head.weight.copy_(weight)
     term = HeadTerm(hidden, lambda logits, rows: bag_of_words_share(logits, targets[rows], 3))
-    results = []
-    for autocast in (False, True):
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
-            loss, _ = head_losses_module.head_losses(head, None, [term])
-        results.append((loss, *torch.autograd.grad(loss, [hidden, head.weight])))
-    for plain, autocast in zip(*results):
-        assert autocast.dtype == torch.float32
-        torch.testing.assert_close(autocast, plain)
+    with torch.autocast(device, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        loss, _ = head_losses_module.head_losses(head, None, [term])
+    return (loss, *torch.autograd.grad(loss, [hidden, head.weight]))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_head_products_run_in_bf16_under_bf16_autocast(device):
+    """``--bf16`` training runs the model under autocast, and the head's products with it (as autocast runs
+    any Linear: it is most of a pretraining step's work): the same results as a bf16 head's products, returned
+    in float32 (the weight's gradient in the weight's dtype), and float32's to within bf16 rounding (2 % in
+    norm: a logit rounded to bf16 can tie or move a max-pooled maximum, which routes its gradient)."""
+    assert head_losses_module.product_dtype(torch.zeros(2, device=device)) == torch.float32
+    with torch.autocast(device, dtype=torch.bfloat16):
+        assert head_losses_module.product_dtype(torch.zeros(2, device=device)) == torch.bfloat16
+    plain = _bag_of_words_head(device)
+    mixed = _bag_of_words_head(device, autocast=torch.bfloat16)
+    bf16_head = _bag_of_words_head(device, head_dtype=torch.bfloat16)
+    for got, exact, want in zip(mixed, plain, bf16_head):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want.float(), rtol=1e-6, atol=1e-7)
+        assert float(((got - exact).norm() / exact.norm()).detach()) < 2e-2  # bf16 rounding may move a tied maximum
+    assert not torch.equal(mixed[1], plain[1])  # the products did run in bf16
+
+
+def test_head_products_stay_float32_under_fp16_autocast():
+    """fp16 autocast keeps the head in float32: its logits' gradients, formed before loss scaling, would
+    underflow in fp16."""
+    for got, want in zip(_bag_of_words_head("cpu", autocast=torch.float16), _bag_of_words_head("cpu")):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want)
 
 
 @pytest.mark.parametrize("device", DEVICES)
