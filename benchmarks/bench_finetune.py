@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench_encode import prompt_tokenizer_for
-from bench_train import Memory
+from bench_train import PLAIN_MALLOC_HELP, Memory, child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 if TYPE_CHECKING:
@@ -141,6 +140,7 @@ def main() -> int:
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank (make reproduce's 16)")
     parser.add_argument("--lora-alpha", type=int, default=32, help="LoRA alpha (make reproduce's 32)")
     parser.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (make reproduce's 0.05)")
+    parser.add_argument("--plain-malloc", action="store_true", help=PLAIN_MALLOC_HELP)
     parser.add_argument("--mode", choices=list(MODES), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
@@ -176,7 +176,7 @@ def main() -> int:
         passed = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in
                   ("model", "batch", "group", "query_max_len", "passage_max_len", "warmup", "steps", "device", "dtype",
                    "corpus", "lora_r", "lora_alpha", "lora_dropout", "grad_cache_chunk")] + switches(args, "-")
-        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+        env = child_env(args.plain_malloc)
         for mode in args.modes:
             cmd = [sys.executable, __file__, "--mode", mode, "--data", str(data), "--output", str(Path(tmp) / mode),
                    *passed]

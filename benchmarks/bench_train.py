@@ -64,6 +64,19 @@ class Memory:
             torch.cuda.synchronize()
 
 
+PLAIN_MALLOC_HELP = ("time the steps with glibc's default malloc, as a training run has it (faster: freed blocks under "
+                     "its threshold are reused, not faulted in again); the memory columns then miss what malloc kept")
+
+
+def child_env(plain_malloc: bool) -> dict[str, str]:
+    """The children's environment: by default every block over 64 KB gets fresh pages from the kernel and goes
+    back when freed, so that resident memory follows the live tensors (the peak columns); on a CPU those page
+    faults also make each step slower than a training run's."""
+    if plain_malloc:
+        return dict(os.environ)
+    return {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+
 def rss_mb(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -166,6 +179,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="weights (default: float32)")
     parser.add_argument("--data", default=str(DATA), help="JSONL of {'text'} paragraphs (default: shared wikitext-2)")
+    parser.add_argument("--plain-malloc", action="store_true", help=PLAIN_MALLOC_HELP)
     parser.add_argument("--no-autocast", dest="autocast", action="store_false",
                         help="skip the bf16-autocast run of our step")
     parser.add_argument("--mode", choices=["ours", "reference", "ours-bf16-autocast"], help=argparse.SUPPRESS)
@@ -182,8 +196,7 @@ def main() -> int:
     for mode in ("ours", "reference") + (("ours-bf16-autocast",) if args.autocast else ()):
         passed = ("model", "batch", "max_length", "warmup", "steps", "device", "dtype", "data")
         cmd = [sys.executable, __file__, "--mode", mode] + [f"--{k}={getattr(args, k)}" for k in passed]
-        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=child_env(args.plain_malloc))
         if out.returncode:
             print(out.stderr[-3000:], file=sys.stderr)
             return 1
