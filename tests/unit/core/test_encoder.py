@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from llara_retrieval import LlaraEncoder, LlaraError
 from llara_retrieval.core.encoder import length_batches
+from llara_retrieval.core.loading import peft_quietly
 from tests.support.reference_forward import llara_vector
 from tests.support.tiny import build_tiny_model, cranfield_texts
 
@@ -144,7 +145,8 @@ def test_lora_adapter_is_merged_to_the_same_vectors(tiny_model_dir, texts, tmp_p
 
     base = LlaraEncoder.from_pretrained(tiny_model_dir, dtype="float32")
     torch.manual_seed(1)
-    peft_model = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    with peft_quietly():
+        peft_model = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
     for name, param in peft_model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.5)  # a non-trivial adapter

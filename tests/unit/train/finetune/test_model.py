@@ -74,10 +74,13 @@ def test_gradcache_replays_dropout(tiny_model_dir):
     """With dropout on, each chunk's re-forward must draw the same masks as its first forward."""
     from peft import LoraConfig, get_peft_model
 
+    from llara_retrieval.core.loading import peft_quietly
+
     torch.manual_seed(0)
     model, collate = tiny_contrastive(tiny_model_dir)
-    model.lm = get_peft_model(model.lm, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.5, target_modules=["q_proj", "v_proj"],
-                                                   init_lora_weights=False))
+    with peft_quietly():
+        model.lm = get_peft_model(model.lm, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.5,
+                                                       target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     model.train()
     batch = collate(fixed_items(2, 2))
     seen = []
