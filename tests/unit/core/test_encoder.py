@@ -146,7 +146,8 @@ def test_lora_adapter_is_merged_to_the_same_vectors(tiny_model_dir, texts, tmp_p
     base = LlaraEncoder.from_pretrained(tiny_model_dir, dtype="float32")
     torch.manual_seed(1)
     with peft_quietly():
-        peft_model = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+        peft_model = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=8,
+                                                           target_modules=["q_proj", "v_proj", "down_proj"]))
     for name, param in peft_model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.5)  # a non-trivial adapter
