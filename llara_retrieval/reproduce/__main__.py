@@ -23,8 +23,8 @@ HELP = {
     "seeds": "fine-tuning seeds of systems 4 and 5 (each one a full run; resumable seed by seed)",
     "negative_rounds": "rounds of fine-tuning: round 1 on BM25 negatives, each later one on negatives mined with "
                        "the previous round's model",
-    "finetune_epochs": "epochs over the fit queries (used when --finetune-steps is not positive)",
-    "finetune_steps": "fine-tuning steps (> 0 overrides --finetune-epochs)",
+    "finetune_steps": "fine-tuning steps (used when --finetune-epochs is 0)",
+    "finetune_epochs": "epochs over the fit queries (> 0 overrides --finetune-steps)",
     "lr_scheduler": "learning-rate schedule of fine-tuning: linear, cosine, constant, constant_with_warmup",
     "warmup_ratio": "share of the fine-tuning steps spent warming up",
     "hybrid_weights": "dense weights of linear fusion tried on the dev split",

@@ -134,8 +134,8 @@ def _ablation(found: list[Recipe]) -> list[str]:
 
 
 def _settings(c: ReproduceConfig) -> str:
-    budget = (f"{c.finetune_steps} steps" if c.finetune_steps > 0
-              else f"{c.finetune_epochs:g} epoch(s) over the fit queries")
+    budget = (f"{c.finetune_epochs:g} epoch(s) over the fit queries" if c.finetune_epochs > 0
+              else f"{c.finetune_steps} steps")
     rounds = ("negatives mined with BM25" if c.negative_rounds == 1 else
               f"{c.negative_rounds} rounds: round 1 on BM25 negatives, each later round on negatives mined with the "
               "previous round's model, every round from the same start model")

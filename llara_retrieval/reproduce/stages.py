@@ -109,8 +109,8 @@ def _training(config: ReproduceConfig, seed: int) -> list[str]:
 
 
 def _finetune(config: ReproduceConfig, start: str, data: Path, output: Path, seed: int) -> tuple[str, ...]:
-    budget = (["--max_steps", str(config.finetune_steps)] if config.finetune_steps > 0
-              else ["--num_train_epochs", str(config.finetune_epochs)])
+    budget = (["--num_train_epochs", str(config.finetune_epochs)] if config.finetune_epochs > 0
+              else ["--max_steps", str(config.finetune_steps)])
     return ("llara_retrieval.train", "finetune", "--model_name_or_path", start, "--train_data", str(data),
             "--output_dir", str(output), *_lora(config), "--train_group_size", str(config.train_group_size),
             "--per_device_train_batch_size", str(config.finetune_batch_size),

@@ -35,7 +35,7 @@ def test_recipes_rows_hold_dev_means_and_differences(tmp_path):
     for system, value in (("base", 0.1), ("pretrain", 0.2), ("finetune-s1", 0.50), ("finetune-s2", 0.54),
                           ("finetune-s1-r1", 0.40), ("pretrain-finetune-s1", 0.6)):
         write_metrics(tmp_path / "a", system, value)
-    other = make_run(tmp_path / "b", dataset, passage_max_len=512, train_group_size=4)
+    other = make_run(tmp_path / "b", dataset, passage_max_len=512, train_group_size=8)
     write_metrics(tmp_path / "b", "finetune-s2", 0.7)
     this.compare = [str(tmp_path / "b"), str(tmp_path / "missing")]
     rows = recipes(this, {"stages": {}, "selection": {"grid": {"finetune-s1": {"linear": {"0.3": 0.61, "0.5": 0.65}},
@@ -48,7 +48,7 @@ def test_recipes_rows_hold_dev_means_and_differences(tmp_path):
     assert main.columns["5"] == (0.6, None, 1) and main.columns["2"] == (0.1, None, 1)
     assert main.columns["hybrid"] == (0.65, None, 1)
     assert round1.columns["4"] == (0.4, None, 1) and round1.columns["5"] is None
-    assert compared.differs == "passage-max-len 512, negative-rounds 1, train-group-size 4"
+    assert compared.differs == "passage-max-len 512, negative-rounds 1, train-group-size 8"
     assert compared.columns["4"] == (0.7, None, 1) and compared.columns["2"] is None
     assert missing.differs.startswith("not readable (FileNotFoundError")
 

@@ -9,6 +9,7 @@ from llara_retrieval._utils.errors import LlaraError
 from llara_retrieval.reproduce.__main__ import parser
 from llara_retrieval.reproduce.config import ReproduceConfig
 from llara_retrieval.reproduce.selection import choose_hybrid
+from llara_retrieval.reproduce.stages import plan
 
 
 def make_runs(seed=0, queries=12, docs=30):
@@ -69,3 +70,18 @@ def test_flags_cover_every_field_with_its_type():
     assert config.pretrain_text == ["a", "b"] and config.finetune_epochs == 2.0 and config.compare == []
     defaults = ReproduceConfig(**vars(parser().parse_args(["--dataset", "d", "--pretrain-text", "a"])))
     assert defaults == ReproduceConfig(dataset="d", pretrain_text=["a"])
+
+
+def test_finetuning_budget_is_steps_unless_epochs_are_given():
+    def budget(**knobs) -> list[str]:
+        stage = next(s for s in plan(ReproduceConfig(dataset="d", pretrain_text=["a"], **knobs))
+                     if s.name == "finetune-s42")
+        argv = list(stage.argv)
+        return [flag + " " + argv[argv.index(flag) + 1] for flag in ("--max_steps", "--num_train_epochs")
+                if flag in argv]
+
+    assert budget() == ["--max_steps 24"]
+    assert budget(finetune_steps=5) == ["--max_steps 5"]
+    assert budget(finetune_epochs=1.0) == ["--num_train_epochs 1.0"]
+    with pytest.raises(LlaraError, match="--finetune-epochs > 0 or --finetune-steps > 0"):
+        ReproduceConfig(dataset="d", pretrain_text=["a"], finetune_steps=0)
