@@ -20,12 +20,17 @@ def info_nce(q: torch.Tensor, p: torch.Tensor, temperature: float) -> torch.Tens
     """Mean cross-entropy of ``q·pᵀ/τ`` against each query's positive.
 
     ``p`` holds one group per query, in query order: positive first, then its hard negatives; every
-    other passage in ``p`` (other groups) is an in-batch negative.
+    other passage in ``p`` (other groups) is an in-batch negative. The scores are computed in float32 even
+    under bf16 autocast: divided by τ = 0.01 they reach ±100, where bf16 steps are 0.5 apart, so a bf16
+    product would round away the margins between a positive and its hard negatives (the cost is negligible:
+    one small matrix).
     """
     group_size, rest = divmod(p.shape[0], q.shape[0])
     if rest or group_size < 1:
         raise ValueError(f"{p.shape[0]} passages do not form equal groups for {q.shape[0]} queries")
-    scores = q @ p.T / temperature
+    dtype = torch.promote_types(q.dtype, torch.float32)
+    with torch.autocast(q.device.type, enabled=False):
+        scores = q.to(dtype) @ p.to(dtype).T / temperature
     target = torch.arange(q.shape[0], device=q.device) * group_size
     return F.cross_entropy(scores, target)
 

@@ -36,6 +36,30 @@ def test_info_nce_matches_a_hand_computation():
         info_nce(torch.tensor(q), torch.tensor(p[:5]), tau)
 
 
+def test_info_nce_keeps_float32_scores_under_bf16_autocast():
+    """At τ = 0.01 the logits of near neighbours sit near 90, where bf16 steps are 0.5 apart: a bf16 product
+    would move the loss by tenths. Under bf16 autocast the loss and gradients must equal float32's."""
+    gen = torch.Generator().manual_seed(0)
+    centre = torch.nn.functional.normalize(torch.randn(1, 64, generator=gen), dim=-1)
+    q, p = (torch.nn.functional.normalize(centre + 0.3 * torch.randn(n, 64, generator=gen), dim=-1)
+            for n in (4, 16))  # cosines about 0.9: hard negatives
+
+    def loss_and_grads(autocast: bool) -> tuple[float, torch.Tensor, torch.Tensor]:
+        qq, pp = q.clone().requires_grad_(), p.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = info_nce(qq, pp, 0.01)
+        loss.backward()
+        return loss.item(), qq.grad, pp.grad
+
+    reference = info_nce(q.double(), p.double(), 0.01).item()
+    loss, q_grad, p_grad = loss_and_grads(autocast=True)
+    loss32, q_grad32, p_grad32 = loss_and_grads(autocast=False)
+    assert loss == pytest.approx(reference, rel=1e-5) and loss == pytest.approx(loss32, rel=1e-6)
+    torch.testing.assert_close(q_grad, q_grad32) and torch.testing.assert_close(p_grad, p_grad32)
+    bf16_scores = (q.bfloat16() @ p.bfloat16().T).float() / 0.01  # what autocast alone would compute
+    assert (bf16_scores - q @ p.T / 0.01).abs().max() > 0.05  # the error the float32 product avoids
+
+
 def test_model_loss_uses_the_encoder_pooling(tiny_model_dir):
     """The training embeddings are LlaraEncoder's vectors (same prompts, pooling, padding)."""
     model, collate = tiny_contrastive(tiny_model_dir)
