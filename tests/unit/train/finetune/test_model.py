@@ -55,7 +55,8 @@ def test_info_nce_keeps_float32_scores_under_bf16_autocast():
     loss, q_grad, p_grad = loss_and_grads(autocast=True)
     loss32, q_grad32, p_grad32 = loss_and_grads(autocast=False)
     assert loss == pytest.approx(reference, rel=1e-5) and loss == pytest.approx(loss32, rel=1e-6)
-    torch.testing.assert_close(q_grad, q_grad32) and torch.testing.assert_close(p_grad, p_grad32)
+    torch.testing.assert_close(q_grad, q_grad32)
+    torch.testing.assert_close(p_grad, p_grad32)
     bf16_scores = (q.bfloat16() @ p.bfloat16().T).float() / 0.01  # what autocast alone would compute
     assert (bf16_scores - q @ p.T / 0.01).abs().max() > 0.05  # the error the float32 product avoids
 
