@@ -99,5 +99,10 @@ class ReproduceConfig:
         if self.permutation_rounds < 1:
             raise LlaraError("--permutation-rounds must be at least 1")
 
+    @property
+    def finetune_by_epochs(self) -> bool:
+        """Whether fine-tuning runs ``finetune_epochs`` epochs (> 0) rather than ``finetune_steps`` steps."""
+        return self.finetune_epochs > 0
+
     def to_dict(self) -> dict:
         return asdict(self)

@@ -134,7 +134,7 @@ def _ablation(found: list[Recipe]) -> list[str]:
 
 
 def _settings(c: ReproduceConfig) -> str:
-    budget = (f"{c.finetune_epochs:g} epoch(s) over the fit queries" if c.finetune_epochs > 0
+    budget = (f"{c.finetune_epochs:g} epoch(s) over the fit queries" if c.finetune_by_epochs
               else f"{c.finetune_steps} steps")
     rounds = ("negatives mined with BM25" if c.negative_rounds == 1 else
               f"{c.negative_rounds} rounds: round 1 on BM25 negatives, each later round on negatives mined with the "

@@ -109,7 +109,7 @@ def _training(config: ReproduceConfig, seed: int) -> list[str]:
 
 
 def _finetune(config: ReproduceConfig, start: str, data: Path, output: Path, seed: int) -> tuple[str, ...]:
-    budget = (["--num_train_epochs", str(config.finetune_epochs)] if config.finetune_epochs > 0
+    budget = (["--num_train_epochs", str(config.finetune_epochs)] if config.finetune_by_epochs
               else ["--max_steps", str(config.finetune_steps)])
     return ("llara_retrieval.train", "finetune", "--model_name_or_path", start, "--train_data", str(data),
             "--output_dir", str(output), *_lora(config), "--train_group_size", str(config.train_group_size),
