@@ -4,6 +4,7 @@ command with its wall time), rebuilt from the run files, metrics JSON and the st
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from llara_retrieval._utils.atomic import atomic_save_figure, atomic_write
@@ -208,6 +209,10 @@ def commands_md(state: dict) -> str:
     return "\n".join(lines)
 
 
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def plot(rows: list[Row], path: Path) -> Path | None:
     """Grouped bars of test nDCG@10 and Recall@100 per row (seeded rows: mean with a ± sd bar), BM25 dashed."""
     import matplotlib
@@ -222,7 +227,7 @@ def plot(rows: list[Row], path: Path) -> Path | None:
     xs = range(len(done))
     for offset, metric in ((-0.2, "nDCG@10"), (0.2, "Recall@100")):
         bars = ax.bar([x + offset for x in xs], [r.mean(metric) for r in done], width=0.4, label=metric,
-                      yerr=[r.sd(metric) or 0.0 for r in done], capsize=3)
+                      yerr=[_nan_if_none(r.sd(metric)) for r in done], capsize=3)  # NaN: no bar drawn
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
     bm25 = next((r for r in done if r.row == "1"), None)
     if bm25:
