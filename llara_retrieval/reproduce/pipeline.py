@@ -152,16 +152,17 @@ def _run_stage(stage: Stage, config: ReproduceConfig, state: dict, rerun: set[st
     _say(f"{stage.name}: finished in {state['stages'][stage.name]['seconds']:.0f} s")
 
 
-def choose_on_dev(config: ReproduceConfig, stages: list[Stage]) -> tuple[Stage, dict]:
-    """The dense system (among those with a test evaluation) and linear weight the dev split prefers for the
-    hybrid; returns that system's test evaluation stage and the recorded choice."""
+def choose_on_dev(config: ReproduceConfig, stages: list[Stage]) -> tuple[Stage | None, dict]:
+    """The dense system and linear weight the dev split prefers for the hybrid; returns that system's test
+    evaluation stage (``None`` in a dev-only run) and the recorded choice. The candidates are the dense systems
+    with a test evaluation, or in a dev-only run (``--no-test``) every dense system evaluated on dev."""
     tested = {s.system: s for s in stages if s.split == config.eval_split and s.encoder}
     runs, name = runs_dir(config), dataset_name(config)
     dense = {s.system: run_path(runs, name, DEV, s.system) for s in stages
-             if s.split == DEV and s.encoder and s.system in tested}
+             if s.split == DEV and s.encoder and (s.system in tested or not config.test)}
     choice = choose_hybrid_from_files(split_dataset(config) / "qrels" / f"{DEV}.tsv",
                                       run_path(runs, name, DEV, "bm25"), dense, config.hybrid_weights)
-    return tested[choice.system], choice.to_dict()
+    return tested.get(choice.system), choice.to_dict()
 
 
 def reproduce(config: ReproduceConfig, python: str | None = None) -> Path:

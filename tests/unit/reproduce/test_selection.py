@@ -6,10 +6,13 @@ import pytest
 import pytrec_eval
 
 from llara_retrieval._utils.errors import LlaraError
+from llara_retrieval.beir.run import run_path
 from llara_retrieval.reproduce.__main__ import parser
 from llara_retrieval.reproduce.config import ReproduceConfig
+from llara_retrieval.reproduce.pipeline import choose_on_dev
 from llara_retrieval.reproduce.selection import choose_hybrid
-from llara_retrieval.reproduce.stages import plan
+from llara_retrieval.reproduce.stages import plan, runs_dir, split_dataset
+from llara_retrieval.retrieval.runs import write_run
 
 
 def make_runs(seed=0, queries=12, docs=30):
@@ -85,3 +88,26 @@ def test_finetuning_budget_is_steps_unless_epochs_are_given():
     assert budget(finetune_epochs=1.0) == ["--num_train_epochs 1.0"]
     with pytest.raises(LlaraError, match="--finetune-epochs > 0 or --finetune-steps > 0"):
         ReproduceConfig(dataset="d", pretrain_text=["a"], finetune_steps=0)
+
+
+@pytest.mark.parametrize("test", [True, False])
+def test_choose_on_dev_candidates_are_tested_runs_or_in_a_dev_only_run_every_dev_run(tmp_path, test):
+    """With test evaluations the hybrid may fuse only a tested system; a dev-only run (``--no-test``) has none,
+    so every dense dev run competes and no test stage is returned."""
+    dataset = tmp_path / "toy"
+    dataset.mkdir()
+    config = ReproduceConfig(dataset=str(dataset), pretrain_text=["p.jsonl"], output=str(tmp_path / "out"),
+                             seeds=[1], hybrid_weights=[0.5], test=test)
+    stages = plan(config)
+    dense = sorted({s.system for s in stages if s.split == "dev" and s.encoder})
+    qrels, bm25, runs = make_runs(queries=12)
+    write_run(bm25, run_path(runs_dir(config), "toy", "dev", "bm25"), tag="bm25")
+    for system in dense:  # the last system gets the strongest dense signal
+        write_run(runs["strong"] if system == dense[-1] else runs["noise"],
+                  run_path(runs_dir(config), "toy", "dev", system), tag=system)
+    qrels_file = split_dataset(config) / "qrels" / "dev.tsv"
+    qrels_file.parent.mkdir(parents=True)
+    qrels_file.write_text("".join(f"{q}\t{d}\t{g}\n" for q, docs in qrels.items() for d, g in docs.items()))
+    chosen, choice = choose_on_dev(config, stages)
+    assert choice["system"] == dense[-1] and set(choice["grid"]) == set(dense)
+    assert (chosen.name == f"{dense[-1]}-eval") if test else chosen is None
