@@ -21,6 +21,8 @@ HELP = {
     "dev_fraction": "share of the train queries held out as the dev split",
     "dev_seed": "seed of the dev split's draw",
     "seeds": "fine-tuning seeds of systems 4 and 5 (each one a full run; resumable seed by seed)",
+    "systems": "fine-tuned rows to train: 4 (base -> finetune), 5 (base -> pretrain -> finetune); an ablation of a "
+               "lever for one of them can leave the other out",
     "negative_rounds": "rounds of fine-tuning: round 1 on BM25 negatives, each later one on negatives mined with "
                        "the previous round's model",
     "finetune_steps": "fine-tuning steps (used when --finetune-epochs is 0)",

@@ -48,9 +48,15 @@ def _load(folder: str) -> tuple[ReproduceConfig | None, dict, str]:
         return None, {}, f"{type(exc).__name__}: {exc}"
 
 
+def _flag_value(value) -> str:
+    """A setting as it is typed after its flag (a list: space-separated)."""
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def _differs(config: ReproduceConfig, base: ReproduceConfig) -> str:
     mine, theirs = config.to_dict(), base.to_dict()
-    diffs = [f"{k.replace('_', '-')} {mine[k]}" for k in mine if k not in BOOKKEEPING and mine[k] != theirs.get(k)]
+    diffs = [f"{k.replace('_', '-')} {_flag_value(mine[k])}" for k in mine
+             if k not in BOOKKEEPING and mine[k] != theirs.get(k)]
     return ", ".join(diffs) or "same levers"
 
 
@@ -61,8 +67,9 @@ def _recipe(label: str, differs: str, config: ReproduceConfig, state: dict, roun
         hybrid = _summary([max(max(row["linear"].values()) for row in grid.values())])
     return Recipe(label=label, differs=differs,
                   columns={"2": _dev(config, [encoder_name(config.model)]), "3": _dev(config, [PRETRAIN]),
-                           "4": _dev(config, [seeded(FINETUNE, s, round_) for s in seeds]),
-                           "5": _dev(config, [seeded(PRETRAIN_FINETUNE, s, round_) for s in seeds]),
+                           "4": _dev(config, [seeded(FINETUNE, s, round_) for s in seeds if "4" in config.systems]),
+                           "5": _dev(config, [seeded(PRETRAIN_FINETUNE, s, round_) for s in seeds
+                                              if "5" in config.systems]),
                            "hybrid": hybrid})
 
 

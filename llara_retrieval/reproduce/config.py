@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from llara_retrieval._utils.errors import LlaraError
 
 DEFAULT_SEEDS = (42, 43, 44)
+FINE_TUNED_ROWS = ("4", "5")  # the table's fine-tuned systems: base -> finetune, base -> pretrain -> finetune
 DEFAULT_HYBRID_WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 LR_SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup")
 # settings that change where or how a run is kept, never what it measures (left out of ablation diffs)
@@ -41,6 +42,7 @@ class ReproduceConfig:
     dev_fraction: float = 0.1
     dev_seed: int = 13
     seeds: list[int] = field(default_factory=lambda: list(DEFAULT_SEEDS))
+    systems: list[str] = field(default_factory=lambda: list(FINE_TUNED_ROWS))
     query_max_len: int = 64
     passage_max_len: int = 128
     encode_batch_size: int = 32
@@ -81,6 +83,8 @@ class ReproduceConfig:
             raise LlaraError(f"--dev-fraction must be in (0, 1), not {self.dev_fraction}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise LlaraError(f"--seeds must list distinct seeds, got {self.seeds}")
+        if not self.systems or len(set(self.systems)) != len(self.systems) or set(self.systems) - set(FINE_TUNED_ROWS):
+            raise LlaraError(f"--systems must list distinct rows among {' '.join(FINE_TUNED_ROWS)}, got {self.systems}")
         if self.negative_rounds < 1:
             raise LlaraError(f"--negative-rounds must be at least 1, not {self.negative_rounds}")
         if self.finetune_steps <= 0 and self.finetune_epochs <= 0:

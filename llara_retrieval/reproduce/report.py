@@ -9,6 +9,7 @@ from pathlib import Path
 
 from llara_retrieval._utils.atomic import atomic_save_figure, atomic_write
 from llara_retrieval.reproduce.ablation import Recipe, recipes
+from llara_retrieval.reproduce.config import FINE_TUNED_ROWS
 from llara_retrieval.reproduce.results import METRICS, Claim, Row, TestScores, claims, collect_rows, seed_of
 from llara_retrieval.reproduce.stages import UNFINISHED, ReproduceConfig, plan, split_dataset
 from llara_retrieval.retrieval.significance import ALPHA, RANDOMISATION, T_TEST
@@ -36,6 +37,8 @@ def p_value(p: float) -> str:
 
 def _figure(row: Row, metric: str) -> str:
     mean, sd = row.mean(metric), row.sd(metric)
+    if row.row in FINE_TUNED_ROWS and not row.systems:
+        return "left out (--systems)"
     if mean is None:
         return "not run yet"
     return f"{mean:.4f} ± {sd:.4f}" if sd is not None else f"{mean:.4f}"
@@ -64,7 +67,7 @@ def _table(config: ReproduceConfig, state: dict, rows: list[Row], vs_bm25: dict[
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         claim = vs_bm25.get(r.row)
-        seeds = f"{len(r.finished)} of {len(r.systems)}" if r.row in ("4", "5") else ""
+        seeds = f"{len(r.finished)} of {len(r.systems)}" if r.row in FINE_TUNED_ROWS and r.systems else ""
         cells = [r.row, r.label, seeds, *(_figure(r, m) for m in METRICS),
                  f"{claim.test.delta:+.4f}" if claim else "", p_value(claim.test.p_randomisation) if claim else "",
                  _duration(seconds.get(r.row))]
@@ -134,6 +137,13 @@ def _ablation(found: list[Recipe]) -> list[str]:
     return lines
 
 
+def _fine_tuned_rows(c: ReproduceConfig) -> str:
+    if len(c.systems) == len(FINE_TUNED_ROWS):
+        return "rows 4 and 5 alike"
+    left_out = [r for r in FINE_TUNED_ROWS if r not in c.systems]
+    return f"row {', '.join(c.systems)} only; row {', '.join(left_out)} left out by --systems"
+
+
 def _settings(c: ReproduceConfig) -> str:
     budget = (f"{c.finetune_epochs:g} epoch(s) over the fit queries" if c.finetune_by_epochs
               else f"{c.finetune_steps} steps")
@@ -146,7 +156,7 @@ def _settings(c: ReproduceConfig) -> str:
             f"for encoding and fine-tuning; pretrain (seed {c.pretrain_seed}): LoRA r={c.lora_r} α={c.lora_alpha}, "
             f"{c.pretrain_steps} steps × {c.pretrain_batch_size} examples of {c.pretrain_max_len} tokens "
             f"(chunks of {c.pretrain_chunk_tokens}) from {', '.join(f'`{p}`' for p in c.pretrain_text)}, lr "
-            f"{c.pretrain_lr}; finetune (rows 4 and 5 alike, seeds {', '.join(map(str, c.seeds))}): LoRA "
+            f"{c.pretrain_lr}; finetune ({_fine_tuned_rows(c)}, seeds {', '.join(map(str, c.seeds))}): LoRA "
             f"r={c.lora_r} α={c.lora_alpha} dropout {c.lora_dropout}, {budget}, {c.finetune_batch_size} queries × "
             f"group {c.train_group_size} (1 positive + {c.train_group_size - 1} negatives drawn from "
             f"{c.mine_negatives} kept per query out of the top {c.mine_depth}; {rounds}), τ={c.temperature}, lr "

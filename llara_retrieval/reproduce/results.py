@@ -34,10 +34,12 @@ ROWS = (
 
 
 def row_systems(config: ReproduceConfig, state: dict) -> dict[str, list[str]]:
-    """Row -> run system names (one per seed for rows 4 and 5); rows 6 and 6b once the hybrid stage ran."""
+    """Row -> run system names (one per seed for rows 4 and 5, none for a row left out of ``--systems``); rows 6
+    and 6b once the hybrid stage ran."""
     names = {"1": ["bm25"], "2": [encoder_name(config.model)], "3": [PRETRAIN],
-             "4": [seeded(FINETUNE, s) for s in config.seeds],
-             "5": [seeded(PRETRAIN_FINETUNE, s) for s in config.seeds], "6": [], "6b": []}
+             "4": [seeded(FINETUNE, s) for s in config.seeds] if "4" in config.systems else [],
+             "5": [seeded(PRETRAIN_FINETUNE, s) for s in config.seeds] if "5" in config.systems else [],
+             "6": [], "6b": []}
     hybrid = state["stages"].get("hybrid", {}).get("system")
     if hybrid:
         names["6"], names["6b"] = [hybrid], [hybrid.replace("hybrid-rrf-", "hybrid-linear-", 1)]

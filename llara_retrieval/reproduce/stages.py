@@ -189,8 +189,10 @@ def plan(config: ReproduceConfig) -> list[Stage]:
     for seed in config.seeds:
         stages.append(Stage(f"mine-s{seed}", _mine(config, data / f"negatives-bm25-s{seed}.jsonl", seed),
                             after=(SPLIT,), row="4"))
-        stages += _seeded_system(config, FINETUNE, config.model, seed, None, "4")
-        stages += _seeded_system(config, PRETRAIN_FINETUNE, str(pretrained), seed, PRETRAIN, "5")
+        if "4" in config.systems:
+            stages += _seeded_system(config, FINETUNE, config.model, seed, None, "4")
+        if "5" in config.systems:
+            stages += _seeded_system(config, PRETRAIN_FINETUNE, str(pretrained), seed, PRETRAIN, "5")
     return stages
 
 

@@ -61,3 +61,23 @@ def test_a_dev_only_run_reports_no_test_figures(tmp_path):
     text = markdown(config, {"stages": {}}, collect_rows(config, {"stages": {}}), [])
     assert "Dev-only run" in text and "| 1 | BM25" not in text
     assert "| this run | (the recipe of the table) |  |  | 0.5000 |  |  |" in text
+
+
+def test_a_row_left_out_of_systems_is_shown_as_such_even_with_old_files(tmp_path):
+    """A folder run with ``--systems 5`` reports row 4 as left out, even where an earlier run of the folder left
+    system 4's metrics behind, and a compared folder names the lever."""
+    dataset = tmp_path / "toy"
+    dataset.mkdir()
+    config = make_run(tmp_path / "a", dataset, systems=["5"])
+    for split in ("dev", "test"):
+        write_metrics(tmp_path / "a", "finetune-s1", 0.5, split=split)
+        write_metrics(tmp_path / "a", "pretrain-finetune-s1", 0.6, split=split)
+    text = markdown(config, {"stages": {}}, collect_rows(config, {"stages": {}}), [])
+    assert "| 4 | base → finetune |  | left out (--systems) | left out (--systems) |" in text
+    assert "| 5 | base → pretrain → finetune | 1 of 2 | 0.6000 | 0.7000 |" in text
+    assert "finetune (row 5 only; row 4 left out by --systems, seeds 1, 2)" in text
+    main = recipes(config, {"stages": {}})[0]
+    assert main.columns["4"] is None and main.columns["5"] == (0.6, None, 1)
+    other = make_run(tmp_path / "b", dataset)
+    other.compare = [str(tmp_path / "a")]
+    assert recipes(other, {"stages": {}})[1].differs == "systems 5"  # as typed after the flag

@@ -60,16 +60,19 @@ def test_config_refuses_unsound_settings(tmp_path):
     assert ReproduceConfig(**base).seeds == [42, 43, 44]
     for bad, pattern in ((dict(train_split="test"), "both 'test'"), (dict(dev_fraction=0.0), "--dev-fraction"),
                          (dict(seeds=[1, 1]), "distinct seeds"), (dict(hybrid_weights=[1.5]), "--hybrid-weights"),
-                         (dict(lr_scheduler="step"), "--lr-scheduler"), (dict(negative_rounds=0), "--negative-rounds")):
+                         (dict(lr_scheduler="step"), "--lr-scheduler"), (dict(negative_rounds=0), "--negative-rounds"),
+                         (dict(systems=["6"]), "--systems"), (dict(systems=[]), "--systems"),
+                         (dict(systems=["5", "5"]), "--systems")):
         with pytest.raises(LlaraError, match=pattern):
             ReproduceConfig(**base, **bad)
 
 
 def test_flags_cover_every_field_with_its_type():
     args = parser().parse_args(["--dataset", "d", "--pretrain-text", "a", "b", "--seeds", "1", "2",
-                                "--hybrid-weights", "0.25", "--no-test", "--finetune-epochs", "2"])
+                                "--hybrid-weights", "0.25", "--no-test", "--finetune-epochs", "2", "--systems", "5"])
     config = ReproduceConfig(**vars(args))
     assert config.seeds == [1, 2] and config.hybrid_weights == [0.25] and config.test is False
+    assert config.systems == ["5"]
     assert config.pretrain_text == ["a", "b"] and config.finetune_epochs == 2.0 and config.compare == []
     defaults = ReproduceConfig(**vars(parser().parse_args(["--dataset", "d", "--pretrain-text", "a"])))
     assert defaults == ReproduceConfig(dataset="d", pretrain_text=["a"])
@@ -88,6 +91,18 @@ def test_finetuning_budget_is_steps_unless_epochs_are_given():
     assert budget(finetune_epochs=1.0) == ["--num_train_epochs 1.0"]
     with pytest.raises(LlaraError, match="--finetune-epochs > 0 or --finetune-steps > 0"):
         ReproduceConfig(dataset="d", pretrain_text=["a"], finetune_steps=0)
+
+
+@pytest.mark.parametrize("systems", [["4"], ["5"], ["4", "5"]])
+def test_systems_left_out_have_no_stages(systems):
+    """``--systems 5`` (an ablation of a lever for system 5) trains and evaluates no system 4, and the reverse;
+    each seed still mines its negatives."""
+    names = [s.name for s in plan(ReproduceConfig(dataset="d", pretrain_text=["a"], seeds=[1, 2], systems=systems))]
+    for seed in (1, 2):
+        assert f"mine-s{seed}" in names
+        for row, system in (("4", f"finetune-s{seed}"), ("5", f"pretrain-finetune-s{seed}")):
+            own = {system, f"{system}-dev", f"{system}-eval"}
+            assert (own <= set(names)) if row in systems else not own & set(names)
 
 
 @pytest.mark.parametrize("test", [True, False])
