@@ -6,7 +6,7 @@ import sys
 from typing import Sequence
 
 from llara_retrieval._utils.cli import run_cli
-from llara_retrieval.retrieval.fusion import DENSE_WEIGHT, RRF_K
+from llara_retrieval.retrieval.fusion import DENSE_WEIGHT, NORMALISATIONS, RRF_K
 
 PROG = "llara-beir"
 
@@ -24,7 +24,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hybrid", action="store_true",
                    help="add RRF and linear fusion of BM25 and the encoder (implies --bm25)")
     p.add_argument("--hybrid-weight", type=float, default=DENSE_WEIGHT,
-                   help=f"dense weight of the linear fusion over min-max normalised scores (default: {DENSE_WEIGHT})")
+                   help=f"dense weight of the linear fusion of normalised scores (default: {DENSE_WEIGHT})")
+    p.add_argument("--hybrid-normalisation", choices=list(NORMALISATIONS), default="min-max",
+                   help="per-query score normalisation of the linear fusion (default: min-max)")
     p.add_argument("--rrf-k", type=int, default=RRF_K, help=f"reciprocal rank fusion constant (default: {RRF_K})")
     p.add_argument("--top-k", type=int, default=1000, help="hits per query (default: 1000)")
     p.add_argument("--batch-size", type=int, default=32, help="encoding batch size (default: 32)")
@@ -49,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> None:
         run_beir(args.dataset, args.encoder, args.output, split=args.split, bm25=args.bm25, hybrid=args.hybrid,
                  top_k=args.top_k, batch_size=args.batch_size, max_length=args.max_length,
-                 query_max_length=args.query_max_length, hybrid_weight=args.hybrid_weight, rrf_k=args.rrf_k,
+                 query_max_length=args.query_max_length, hybrid_weight=args.hybrid_weight,
+                 hybrid_normalisation=args.hybrid_normalisation, rrf_k=args.rrf_k,
                  cache_dir=args.cache_dir, device=args.device, dtype=args.dtype, chunk_size=args.chunk_size,
                  threads=args.threads, overwrite=args.overwrite, show_progress_bar=not args.quiet)
 

@@ -18,7 +18,7 @@ from llara_retrieval._utils.errors import LlaraError
 from llara_retrieval.beir.report import TOOL, is_ours, table_is_ours, write_tables
 from llara_retrieval.pyserini.bm25 import K1, B, bm25_search, build_bm25_index
 from llara_retrieval.retrieval.data import BeirDataset, load_dataset
-from llara_retrieval.retrieval.fusion import DENSE_WEIGHT, RRF_K, interpolate, rrf
+from llara_retrieval.retrieval.fusion import DENSE_WEIGHT, NORMALISATIONS, RRF_K, interpolate, rrf
 from llara_retrieval.retrieval.metrics import evaluate, judged_queries, write_metrics
 from llara_retrieval.retrieval.runs import Run, encoder_name, ranked, write_run
 
@@ -66,7 +66,8 @@ def _timed(make: Callable[[], Run]) -> tuple[Run, float]:
 def run_beir(datasets: Sequence[str | Path], encoder: str | Path | None = None, output: str | Path = "runs", *,
              split: str = "test", bm25: bool = False, hybrid: bool = False, top_k: int = 1000, batch_size: int = 32,
              max_length: int | None = None, query_max_length: int | None = None,
-             hybrid_weight: float = DENSE_WEIGHT, rrf_k: int = RRF_K, cache_dir: str | Path | None = None,
+             hybrid_weight: float = DENSE_WEIGHT, hybrid_normalisation: str = "min-max", rrf_k: int = RRF_K,
+             cache_dir: str | Path | None = None,
              device: str | None = None, dtype: str | None = None, chunk_size: int = 256, threads: int = 2,
              overwrite: bool = False, show_progress_bar: bool = True) -> list[dict]:
     """Run and evaluate every system on every dataset; returns the metrics records (also on disk)."""
@@ -81,6 +82,9 @@ def run_beir(datasets: Sequence[str | Path], encoder: str | Path | None = None, 
             raise LlaraError(f"{flag} must be at least 1, not {value}")
     if not 0.0 <= hybrid_weight <= 1.0:
         raise LlaraError(f"the hybrid weight must be in [0, 1], not {hybrid_weight}")
+    if hybrid_normalisation not in NORMALISATIONS:
+        raise LlaraError(f"the hybrid normalisation must be one of {', '.join(NORMALISATIONS)}, "
+                         f"not {hybrid_normalisation!r}")
     quiet = not show_progress_bar
     output = Path(output)
     data = [load_dataset(d, split, cache_dir) for d in datasets]
@@ -94,7 +98,8 @@ def run_beir(datasets: Sequence[str | Path], encoder: str | Path | None = None, 
         from llara_retrieval.retrieval.dense import DenseRunner
         _say(f"loading encoder {encoder}", quiet)
         dense = DenseRunner(encoder, cache_dir, batch_size, max_length, query_max_length, device, dtype, chunk_size)
-    job = _Job(output, enc, dense, bm25, hybrid, top_k, hybrid_weight, rrf_k, cache_dir, threads, show_progress_bar)
+    job = _Job(output, enc, dense, bm25, hybrid, top_k, hybrid_weight, hybrid_normalisation, rrf_k, cache_dir, threads,
+               show_progress_bar)
     records = []
     for ds in data:
         _say(f"{ds.name} ({ds.split}): {len(ds.corpus)} documents, {len(ds.queries)} judged queries", quiet)
@@ -112,6 +117,7 @@ class _Job:
     hybrid: bool
     top_k: int
     hybrid_weight: float
+    hybrid_normalisation: str
     rrf_k: int
     cache_dir: str | Path | None
     threads: int
@@ -139,8 +145,9 @@ def _run_dataset(ds: BeirDataset, job: _Job) -> list[dict]:
     if job.hybrid:
         pair = [runs[enc], runs["bm25"]]
         emit(f"hybrid-rrf-{enc}", "hybrid-rrf", rrf(pair, job.rrf_k, k), 0.0, {"rrf_k": job.rrf_k})
-        emit(f"hybrid-linear-{enc}", "hybrid-linear", interpolate(*pair, weight=job.hybrid_weight, depth=k), 0.0,
-             {"dense_weight": job.hybrid_weight, "normalisation": "min-max per query"})
+        linear = interpolate(*pair, weight=job.hybrid_weight, depth=k, normalisation=job.hybrid_normalisation)
+        emit(f"hybrid-linear-{enc}", "hybrid-linear", linear, 0.0,
+             {"dense_weight": job.hybrid_weight, "normalisation": f"{job.hybrid_normalisation} per query"})
     return records
 
 

@@ -30,6 +30,7 @@ HELP = {
     "lr_scheduler": "learning-rate schedule of fine-tuning: linear, cosine, constant, constant_with_warmup",
     "warmup_ratio": "share of the fine-tuning steps spent warming up",
     "hybrid_weights": "dense weights of linear fusion tried on the dev split",
+    "hybrid_normalisations": "per-query score normalisations of linear fusion tried on the dev split",
     "grad_cache_chunk": "GradCache chunk of fine-tuning (sequences per forward/backward; 0 = the whole batch at once)",
     "permutation_rounds": "rounds of the paired randomisation test",
     "stats_seed": "seed of the paired randomisation test",

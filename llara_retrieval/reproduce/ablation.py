@@ -10,6 +10,7 @@ from pathlib import Path
 
 from llara_retrieval.reproduce.config import BOOKKEEPING, ReproduceConfig
 from llara_retrieval.reproduce.results import read_record
+from llara_retrieval.reproduce.selection import linear_by_normalisation
 from llara_retrieval.reproduce.stages import DEV, FINETUNE, PRETRAIN, PRETRAIN_FINETUNE, seeded
 from llara_retrieval.retrieval.runs import encoder_name
 
@@ -64,7 +65,8 @@ def _recipe(label: str, differs: str, config: ReproduceConfig, state: dict, roun
     seeds, hybrid = config.seeds, None
     grid = (state.get("selection") or {}).get("grid") or {}
     if grid and round_ is None:
-        hybrid = _summary([max(max(row["linear"].values()) for row in grid.values())])
+        hybrid = _summary([max(max(scores.values()) for row in grid.values()
+                               for scores in linear_by_normalisation(row["linear"]).values())])
     return Recipe(label=label, differs=differs,
                   columns={"2": _dev(config, [encoder_name(config.model)]), "3": _dev(config, [PRETRAIN]),
                            "4": _dev(config, [seeded(FINETUNE, s, round_) for s in seeds if "4" in config.systems]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from llara_retrieval._utils.errors import LlaraError
+from llara_retrieval.retrieval.fusion import NORMALISATIONS
 
 DEFAULT_SEEDS = (42, 43, 44)
 FINE_TUNED_ROWS = ("4", "5")  # the table's fine-tuned systems: base -> finetune, base -> pretrain -> finetune
@@ -69,6 +70,7 @@ class ReproduceConfig:
     lora_dropout: float = 0.05
     save_steps: int = 10
     hybrid_weights: list[float] = field(default_factory=lambda: list(DEFAULT_HYBRID_WEIGHTS))
+    hybrid_normalisations: list[str] = field(default_factory=lambda: list(NORMALISATIONS))
     permutation_rounds: int = 10_000
     stats_seed: int = 0
     compare: list[str] = field(default_factory=list)
@@ -93,6 +95,10 @@ class ReproduceConfig:
             raise LlaraError(f"--lr-scheduler must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_scheduler!r}")
         if not self.hybrid_weights or any(not 0.0 <= w <= 1.0 for w in self.hybrid_weights):
             raise LlaraError(f"--hybrid-weights must be dense weights in [0, 1], got {self.hybrid_weights}")
+        if (not self.hybrid_normalisations or len(set(self.hybrid_normalisations)) != len(self.hybrid_normalisations)
+                or set(self.hybrid_normalisations) - set(NORMALISATIONS)):
+            raise LlaraError(f"--hybrid-normalisations must list distinct ones among {' '.join(NORMALISATIONS)}, "
+                             f"got {self.hybrid_normalisations}")
         if self.train_split == self.eval_split:
             raise LlaraError(f"--train-split and --eval-split are both {self.train_split!r}: the dev split and the "
                              "fine-tuning data would be carved from the queries the table is evaluated on")

@@ -153,7 +153,7 @@ def _run_stage(stage: Stage, config: ReproduceConfig, state: dict, rerun: set[st
 
 
 def choose_on_dev(config: ReproduceConfig, stages: list[Stage]) -> tuple[Stage | None, dict]:
-    """The dense system and linear weight the dev split prefers for the hybrid; returns that system's test
+    """The dense system, normalisation and linear weight the dev split prefers for the hybrid; returns that system's test
     evaluation stage (``None`` in a dev-only run) and the recorded choice. The candidates are the dense systems
     with a test evaluation, or in a dev-only run (``--no-test``) every dense system evaluated on dev."""
     tested = {s.system: s for s in stages if s.split == config.eval_split and s.encoder}
@@ -161,7 +161,8 @@ def choose_on_dev(config: ReproduceConfig, stages: list[Stage]) -> tuple[Stage |
     dense = {s.system: run_path(runs, name, DEV, s.system) for s in stages
              if s.split == DEV and s.encoder and (s.system in tested or not config.test)}
     choice = choose_hybrid_from_files(split_dataset(config) / "qrels" / f"{DEV}.tsv",
-                                      run_path(runs, name, DEV, "bm25"), dense, config.hybrid_weights)
+                                      run_path(runs, name, DEV, "bm25"), dense, config.hybrid_weights,
+                                      config.hybrid_normalisations)
     return tested.get(choice.system), choice.to_dict()
 
 
@@ -186,7 +187,8 @@ def reproduce(config: ReproduceConfig, python: str | None = None) -> Path:
     chosen, state["selection"] = choose_on_dev(config, stages)
     _save_state(output, state)
     if config.test:
-        stage = hybrid_stage(config, chosen.encoder, state["selection"]["weight"], after=(chosen.name, "bm25"))
+        stage = hybrid_stage(config, chosen.encoder, state["selection"]["weight"], state["selection"]["normalisation"],
+                             after=(chosen.name, "bm25"))
         _run_stage(stage, config, state, rerun, python)
     state["total_seconds"] = round(sum(r["seconds"] for n, r in state["stages"].items() if n in names), 1)
     _save_state(output, state)

@@ -11,6 +11,7 @@ from llara_retrieval._utils.atomic import atomic_save_figure, atomic_write
 from llara_retrieval.reproduce.ablation import Recipe, recipes
 from llara_retrieval.reproduce.config import FINE_TUNED_ROWS
 from llara_retrieval.reproduce.results import METRICS, Claim, Row, TestScores, claims, collect_rows, seed_of
+from llara_retrieval.reproduce.selection import linear_by_normalisation
 from llara_retrieval.reproduce.stages import UNFINISHED, ReproduceConfig, plan, split_dataset
 from llara_retrieval.retrieval.significance import ALPHA, RANDOMISATION, T_TEST
 from llara_retrieval.retrieval.splits import RECORD
@@ -108,17 +109,21 @@ def _selection(config: ReproduceConfig, state: dict) -> list[str]:
     choice = state.get("selection")
     if not choice:
         return ["The hybrid's dense run and weight are chosen on dev once every dense system finished."]
-    weights = list(next(iter(choice["grid"].values()))["linear"])
-    lines = [f"Hybrid chosen on dev: **{choice['system']}**, linear dense weight **{float(choice['weight']):g}** "
-             f"(the best dev nDCG@10 of linear fusion over {len(choice['grid'])} dense runs × {len(weights)} "
-             "weights; RRF fuses the same run). Dev nDCG@10:", "",
-             "| dense run | alone | RRF | " + " | ".join(f"w={float(w):g}" for w in weights) + " |",
-             "|---|---:|---:|" + "---:|" * len(weights)]
-    for system, row in choice["grid"].items():
-        cells = [f"{row['linear'][w]:.4f}" for w in weights]
-        if system == choice["system"]:
-            cells = [f"**{c}**" if float(w) == float(choice["weight"]) else c for c, w in zip(cells, weights)]
-        lines.append(f"| {system} | {row['dense']:.4f} | {row['rrf']:.4f} | " + " | ".join(cells) + " |")
+    grid = {system: {**row, "linear": linear_by_normalisation(row["linear"])} for system, row in choice["grid"].items()}
+    first = next(iter(grid.values()))["linear"]
+    weights, norms = list(next(iter(first.values()))), list(first)
+    chosen_norm = choice.get("normalisation", "min-max")
+    lines = [f"Hybrid chosen on dev: **{choice['system']}**, linear dense weight **{float(choice['weight']):g}** of "
+             f"**{chosen_norm}** normalised scores (the best dev nDCG@10 of linear fusion over {len(grid)} dense runs "
+             f"× {len(norms)} normalisation(s) × {len(weights)} weights; RRF fuses the same run). Dev nDCG@10:", "",
+             "| dense run | alone | RRF | normalisation | " + " | ".join(f"w={float(w):g}" for w in weights) + " |",
+             "|---|---:|---:|---|" + "---:|" * len(weights)]
+    for system, row in grid.items():
+        for norm, scores in row["linear"].items():
+            cells = [f"{scores[w]:.4f}" for w in weights]
+            if system == choice["system"] and norm == chosen_norm:
+                cells = [f"**{c}**" if float(w) == float(choice["weight"]) else c for c, w in zip(cells, weights)]
+            lines.append(f"| {system} | {row['dense']:.4f} | {row['rrf']:.4f} | {norm} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -162,7 +167,8 @@ def _settings(c: ReproduceConfig) -> str:
             f"{c.mine_negatives} kept per query out of the top {c.mine_depth}; {rounds}), τ={c.temperature}, lr "
             f"{c.finetune_lr} ({c.lr_scheduler}, warm-up {c.warmup_ratio:g} of the steps), in-batch negatives"
             f"{f', GradCache chunks of {c.grad_cache_chunk}' if c.grad_cache_chunk else ''}. "
-            f"Hybrid weights tried on dev: {', '.join(f'{w:g}' for w in c.hybrid_weights)}.{extra}")
+            f"Hybrid weights tried on dev: {', '.join(f'{w:g}' for w in c.hybrid_weights)}, over "
+            f"{' and '.join(c.hybrid_normalisations)} normalised scores.{extra}")
 
 
 def _times(config: ReproduceConfig, state: dict) -> list[str]:

@@ -29,7 +29,7 @@ ROWS = (
     ("4", "base → finetune"),
     ("5", "base → pretrain → finetune"),
     ("6", "hybrid RRF (k=60): BM25 + the dense run chosen on dev"),
-    ("6b", "hybrid linear (min-max, weight chosen on dev): BM25 + the same dense run"),
+    ("6b", "hybrid linear (normalisation and weight chosen on dev): BM25 + the same dense run"),
 )
 
 

@@ -196,10 +196,11 @@ def plan(config: ReproduceConfig) -> list[Stage]:
     return stages
 
 
-def hybrid_stage(config: ReproduceConfig, encoder: str, weight: float, after: tuple[str, ...]) -> Stage:
-    """RRF and linear fusion (dense weight ``weight``) of BM25 with ``encoder`` on the test split (both runs'
-    inputs are cached: only the fusion is new)."""
+def hybrid_stage(config: ReproduceConfig, encoder: str, weight: float, normalisation: str,
+                 after: tuple[str, ...]) -> Stage:
+    """RRF and linear fusion (dense weight ``weight`` of ``normalisation``-normalised scores) of BM25 with
+    ``encoder`` on the test split (both runs' inputs are cached: only the fusion is new)."""
     return Stage("hybrid", _beir(config, config.dataset, config.eval_split, encoder, "--hybrid",
-                                 "--hybrid-weight", f"{weight:g}"),
+                                 "--hybrid-weight", f"{weight:g}", "--hybrid-normalisation", normalisation),
                  after=after, system=f"hybrid-rrf-{encoder_name(encoder)}", split=config.eval_split, encoder=encoder,
                  row="6")

@@ -92,14 +92,23 @@ def ndcg10(qrels: dict, run: dict) -> dict[str, float]:
     return {q: per_query.get(q, {}).get("ndcg_cut_10", 0.0) for q in judged}
 
 
-def fuse(dense: dict, sparse: dict, w: float) -> dict:
+def fuse(dense: dict, sparse: dict, w: float, normalisation: str) -> dict:
+    """Linear fusion by numpy: min-max (a missing document gets 0) or z-score (a missing one: the list's minimum)."""
     out = {}
     for q in set(dense) | set(sparse):
         parts = []
         for run in (dense.get(q, {}), sparse.get(q, {})):
-            lo, hi = (min(run.values()), max(run.values())) if run else (0.0, 0.0)
-            parts.append({d: ((s - lo) / (hi - lo) if hi > lo else 1.0) for d, s in run.items()})
-        out[q] = {d: w * parts[0].get(d, 0.0) + (1 - w) * parts[1].get(d, 0.0) for d in set(parts[0]) | set(parts[1])}
+            values = np.array(list(run.values()), dtype=float)
+            if normalisation == "min-max":
+                span = np.ptp(values) if run else 0.0
+                scaled, missing = ((values - values.min()) / span if span > 0 else np.ones_like(values)), 0.0
+            else:
+                sd = values.std() if run else 0.0
+                scaled = (values - values.mean()) / sd if sd > 0 else np.zeros_like(values)
+                missing = scaled.min() if run else 0.0
+            parts.append((dict(zip(run, scaled)), missing))
+        (a, miss_a), (b, miss_b) = parts
+        out[q] = {d: w * a.get(d, miss_a) + (1 - w) * b.get(d, miss_b) for d in set(a) | set(b)}
     return out
 
 
@@ -221,12 +230,13 @@ def test_miniature_pipeline_table_statistics_and_resume(tiny_model_dir, cranfiel
     dev_runs = {p.name.split(".")[3]: read_run(p) for p in runs.glob("run.cranfield.dev.*.trec")}
     candidates = [model, "pretrain", *systems["4"], *systems["5"]]
     assert set(dev_runs) == {"bm25", *candidates}
-    grid = {(s, w): mean(list(ndcg10(dev, fuse(dev_runs[s], dev_runs["bm25"], w)).values()))
-            for s in candidates for w in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)}
+    grid = {(s, w, n): mean(list(ndcg10(dev, fuse(dev_runs[s], dev_runs["bm25"], w, n)).values()))
+            for s in candidates for w in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8) for n in ("min-max", "z-score")}
     best = max(grid.values())
-    assert grid[(fused, selection["weight"])] == pytest.approx(best, abs=1e-6)
+    assert grid[(fused, selection["weight"], selection["normalisation"])] == pytest.approx(best, abs=1e-6)
     linear = json.loads((runs / f"run.cranfield.test.hybrid-linear-{fused}.metrics.json").read_text())
     assert linear["params"]["dense_weight"] == selection["weight"]
+    assert linear["params"]["normalisation"] == f"{selection['normalisation']} per query"
 
     # 9. the rest of the report
     assert "Dev split: " in table and "| this run | (the recipe of the table) |" in table

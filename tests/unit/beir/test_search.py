@@ -16,7 +16,7 @@ from llara_retrieval.beir.run import run_beir
 from llara_retrieval.retrieval.data import load_dataset
 from llara_retrieval.retrieval.embedding_cache import cached_corpus_embeddings, encoder_key
 from llara_retrieval.retrieval.faiss_index import flat_search
-from llara_retrieval.retrieval.fusion import rrf
+from llara_retrieval.retrieval.fusion import interpolate, rrf
 from llara_retrieval.retrieval.runs import ranked, read_run
 from tests.support.beir_data import write_beir
 
@@ -181,6 +181,15 @@ def test_the_whole_job_writes_named_runs_metrics_and_tables(tiny_model_dir, smal
     fused = rrf([runs[enc], runs["bm25"]], k=60, depth=50)
     for q in ds.queries:
         assert list(runs[f"hybrid-rrf-{enc}"][q]) == ranked(fused[q], 50)
+    z_out = tmp_path / "runs-z"  # the same job fused over z-scores (the fusion's arithmetic: test_fusion.py)
+    run_beir([root], str(tiny_model_dir), z_out, **{**kwargs, "hybrid_normalisation": "z-score"})
+    z_linear = read_run(z_out / f"run.cran.test.hybrid-linear-{enc}.trec")
+    expected = interpolate(runs[enc], runs["bm25"], weight=0.5, depth=50, normalisation="z-score")
+    assert z_linear != runs[f"hybrid-linear-{enc}"]
+    for q in ds.queries:
+        assert list(z_linear[q]) == ranked(expected[q], 50)
+    params = json.loads((z_out / f"run.cran.test.hybrid-linear-{enc}.metrics.json").read_text())["params"]
+    assert params["normalisation"] == "z-score per query"
     table = (out / "results.md").read_text()
     assert all(f"| cran | test | {s} |" in table for s in systems)
     with open(out / "results.csv") as handle:

@@ -2,6 +2,7 @@
 with its own min-max fusion and pytrec_eval; ReproduceConfig's checks and flags."""
 import random
 
+import numpy as np
 import pytest
 import pytrec_eval
 
@@ -10,7 +11,7 @@ from llara_retrieval.beir.run import run_path
 from llara_retrieval.reproduce.__main__ import parser
 from llara_retrieval.reproduce.config import ReproduceConfig
 from llara_retrieval.reproduce.pipeline import choose_on_dev
-from llara_retrieval.reproduce.selection import choose_hybrid
+from llara_retrieval.reproduce.selection import choose_hybrid, linear_by_normalisation
 from llara_retrieval.reproduce.stages import plan, runs_dir, split_dataset
 from llara_retrieval.retrieval.runs import write_run
 
@@ -30,29 +31,43 @@ def own_ndcg10(qrels, run):
     return sum(v["ndcg_cut_10"] for v in per_query.values()) / len(qrels)
 
 
-def own_fusion(dense, sparse, w):
+def own_fusion(dense, sparse, w, normalisation="min-max"):
+    """Linear fusion written out: min-max to [0, 1] or z-score by numpy; a document missing from a list gets the
+    list's lowest normalised value (every test list is complete, so that is the minimum)."""
     out = {}
     for q in dense:
         parts = []
         for run in (dense[q], sparse[q]):
-            low, high = min(run.values()), max(run.values())
-            parts.append({d: (s - low) / (high - low) for d, s in run.items()})
-        out[q] = {d: w * parts[0].get(d, 0.0) + (1 - w) * parts[1].get(d, 0.0) for d in set(parts[0]) | set(parts[1])}
+            docs, values = list(run), np.array(list(run.values()))
+            scaled = ((values - values.min()) / (values.max() - values.min()) if normalisation == "min-max"
+                      else (values - values.mean()) / values.std())
+            parts.append(dict(zip(docs, scaled)))
+        out[q] = {d: w * parts[0].get(d, min(parts[0].values())) + (1 - w) * parts[1].get(d, min(parts[1].values()))
+                  for d in set(parts[0]) | set(parts[1])}
     return out
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_choice_is_the_dev_maximum_of_the_grid(seed):
     qrels, bm25, dense = make_runs(seed)
-    weights = [0.2, 0.5, 0.8]
-    choice = choose_hybrid(qrels, bm25, dense, weights)
-    scores = {(s, w): own_ndcg10(qrels, own_fusion(run, bm25, w)) for s, run in dense.items() for w in weights}
-    assert scores[(choice.system, choice.weight)] == pytest.approx(max(scores.values()), abs=1e-6)
-    for (system, weight), value in scores.items():
-        assert choice.grid[system]["linear"][weight] == pytest.approx(value, abs=1e-6)
+    weights, norms = [0.2, 0.5, 0.8], ["min-max", "z-score"]
+    choice = choose_hybrid(qrels, bm25, dense, weights, norms)
+    scores = {(s, w, n): own_ndcg10(qrels, own_fusion(run, bm25, w, n)) for s, run in dense.items() for w in weights
+              for n in norms}
+    assert scores[(choice.system, choice.weight, choice.normalisation)] == pytest.approx(max(scores.values()), abs=1e-6)
+    for (system, weight, norm), value in scores.items():
+        assert choice.grid[system]["linear"][norm][weight] == pytest.approx(value, abs=1e-6)
     assert choice.grid["noise"]["dense"] < choice.grid["strong"]["dense"]
+    only_min_max = choose_hybrid(qrels, bm25, dense, weights)
+    assert list(only_min_max.grid["weak"]["linear"]) == ["min-max"] and only_min_max.normalisation == "min-max"
     with pytest.raises(LlaraError, match="at least one dense dev run"):
         choose_hybrid(qrels, bm25, {}, weights)
+
+
+def test_a_grid_recorded_before_normalisations_reads_as_min_max():
+    assert linear_by_normalisation({"0.2": 0.5, "0.4": 0.6}) == {"min-max": {"0.2": 0.5, "0.4": 0.6}}
+    nested = {"min-max": {"0.2": 0.5}, "z-score": {"0.2": 0.7}}
+    assert linear_by_normalisation(nested) == nested
 
 
 def test_config_refuses_unsound_settings(tmp_path):
@@ -62,7 +77,8 @@ def test_config_refuses_unsound_settings(tmp_path):
                          (dict(seeds=[1, 1]), "distinct seeds"), (dict(hybrid_weights=[1.5]), "--hybrid-weights"),
                          (dict(lr_scheduler="step"), "--lr-scheduler"), (dict(negative_rounds=0), "--negative-rounds"),
                          (dict(systems=["6"]), "--systems"), (dict(systems=[]), "--systems"),
-                         (dict(systems=["5", "5"]), "--systems")):
+                         (dict(systems=["5", "5"]), "--systems"), (dict(hybrid_normalisations=["rank"]),
+                                                                   "--hybrid-normalisations")):
         with pytest.raises(LlaraError, match=pattern):
             ReproduceConfig(**base, **bad)
 
