@@ -6,7 +6,7 @@ import sys
 from typing import Sequence
 
 from llara_retrieval._utils.cli import run_cli
-from llara_retrieval.retrieval.fusion import DENSE_WEIGHT, NORMALISATIONS, RRF_K
+from llara_retrieval.retrieval.fusion import DEFAULT_NORMALISATION, DENSE_WEIGHT, NORMALISATIONS, RRF_K
 
 PROG = "llara-beir"
 
@@ -25,8 +25,8 @@ def parser() -> argparse.ArgumentParser:
                    help="add RRF and linear fusion of BM25 and the encoder (implies --bm25)")
     p.add_argument("--hybrid-weight", type=float, default=DENSE_WEIGHT,
                    help=f"dense weight of the linear fusion of normalised scores (default: {DENSE_WEIGHT})")
-    p.add_argument("--hybrid-normalisation", choices=list(NORMALISATIONS), default="min-max",
-                   help="per-query score normalisation of the linear fusion (default: min-max)")
+    p.add_argument("--hybrid-normalisation", choices=list(NORMALISATIONS), default=DEFAULT_NORMALISATION,
+                   help=f"per-query score normalisation of the linear fusion (default: {DEFAULT_NORMALISATION})")
     p.add_argument("--rrf-k", type=int, default=RRF_K, help=f"reciprocal rank fusion constant (default: {RRF_K})")
     p.add_argument("--top-k", type=int, default=1000, help="hits per query (default: 1000)")
     p.add_argument("--batch-size", type=int, default=32, help="encoding batch size (default: 32)")

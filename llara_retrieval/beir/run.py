@@ -18,7 +18,14 @@ from llara_retrieval._utils.errors import LlaraError
 from llara_retrieval.beir.report import TOOL, is_ours, table_is_ours, write_tables
 from llara_retrieval.pyserini.bm25 import K1, B, bm25_search, build_bm25_index
 from llara_retrieval.retrieval.data import BeirDataset, load_dataset
-from llara_retrieval.retrieval.fusion import DENSE_WEIGHT, NORMALISATIONS, RRF_K, interpolate, rrf
+from llara_retrieval.retrieval.fusion import (
+    DEFAULT_NORMALISATION,
+    DENSE_WEIGHT,
+    NORMALISATIONS,
+    RRF_K,
+    interpolate,
+    rrf,
+)
 from llara_retrieval.retrieval.metrics import evaluate, judged_queries, write_metrics
 from llara_retrieval.retrieval.runs import Run, encoder_name, ranked, write_run
 
@@ -66,7 +73,7 @@ def _timed(make: Callable[[], Run]) -> tuple[Run, float]:
 def run_beir(datasets: Sequence[str | Path], encoder: str | Path | None = None, output: str | Path = "runs", *,
              split: str = "test", bm25: bool = False, hybrid: bool = False, top_k: int = 1000, batch_size: int = 32,
              max_length: int | None = None, query_max_length: int | None = None,
-             hybrid_weight: float = DENSE_WEIGHT, hybrid_normalisation: str = "min-max", rrf_k: int = RRF_K,
+             hybrid_weight: float = DENSE_WEIGHT, hybrid_normalisation: str = DEFAULT_NORMALISATION, rrf_k: int = RRF_K,
              cache_dir: str | Path | None = None,
              device: str | None = None, dtype: str | None = None, chunk_size: int = 256, threads: int = 2,
              overwrite: bool = False, show_progress_bar: bool = True) -> list[dict]:

@@ -15,6 +15,8 @@ from llara_retrieval.reproduce.stages import DEV, FINETUNE, PRETRAIN, PRETRAIN_F
 from llara_retrieval.retrieval.runs import encoder_name
 
 STATE = "reproduce.json"
+# settings a folder saved before they were flags ran with these values, not today's defaults
+LEGACY = {"hybrid_normalisations": ["min-max"]}
 
 
 @dataclass
@@ -43,7 +45,7 @@ def _load(folder: str) -> tuple[ReproduceConfig | None, dict, str]:
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
         known = {f.name for f in fields(ReproduceConfig)}
-        saved = {k: v for k, v in state["config"].items() if k in known}
+        saved = {**LEGACY, **{k: v for k, v in state["config"].items() if k in known}}
         return ReproduceConfig(**{**saved, "output": str(folder)}), state, ""  # the folder as named now
     except Exception as exc:  # a report never fails on someone else's folder: it says why the row is empty
         return None, {}, f"{type(exc).__name__}: {exc}"

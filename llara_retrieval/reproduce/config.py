@@ -87,6 +87,7 @@ class ReproduceConfig:
             raise LlaraError(f"--seeds must list distinct seeds, got {self.seeds}")
         if not self.systems or len(set(self.systems)) != len(self.systems) or set(self.systems) - set(FINE_TUNED_ROWS):
             raise LlaraError(f"--systems must list distinct rows among {' '.join(FINE_TUNED_ROWS)}, got {self.systems}")
+        self.systems = [row for row in FINE_TUNED_ROWS if row in self.systems]  # '5 4' is the same run as '4 5'
         if self.negative_rounds < 1:
             raise LlaraError(f"--negative-rounds must be at least 1, not {self.negative_rounds}")
         if self.finetune_steps <= 0 and self.finetune_epochs <= 0:

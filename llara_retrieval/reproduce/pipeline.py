@@ -153,9 +153,10 @@ def _run_stage(stage: Stage, config: ReproduceConfig, state: dict, rerun: set[st
 
 
 def choose_on_dev(config: ReproduceConfig, stages: list[Stage]) -> tuple[Stage | None, dict]:
-    """The dense system, normalisation and linear weight the dev split prefers for the hybrid; returns that system's test
-    evaluation stage (``None`` in a dev-only run) and the recorded choice. The candidates are the dense systems
-    with a test evaluation, or in a dev-only run (``--no-test``) every dense system evaluated on dev."""
+    """The dense system, normalisation and linear weight the dev split prefers for the hybrid; returns that
+    system's test evaluation stage (``None`` in a dev-only run) and the recorded choice. The candidates are the
+    dense systems with a test evaluation, or in a dev-only run (``--no-test``) every dense system evaluated on
+    dev."""
     tested = {s.system: s for s in stages if s.split == config.eval_split and s.encoder}
     runs, name = runs_dir(config), dataset_name(config)
     dense = {s.system: run_path(runs, name, DEV, s.system) for s in stages

@@ -13,6 +13,7 @@ from llara_retrieval.reproduce.config import FINE_TUNED_ROWS
 from llara_retrieval.reproduce.results import METRICS, Claim, Row, TestScores, claims, collect_rows, seed_of
 from llara_retrieval.reproduce.selection import linear_by_normalisation
 from llara_retrieval.reproduce.stages import UNFINISHED, ReproduceConfig, plan, split_dataset
+from llara_retrieval.retrieval.fusion import DEFAULT_NORMALISATION
 from llara_retrieval.retrieval.significance import ALPHA, RANDOMISATION, T_TEST
 from llara_retrieval.retrieval.splits import RECORD
 
@@ -108,11 +109,12 @@ def _split_line(config: ReproduceConfig) -> str:
 def _selection(config: ReproduceConfig, state: dict) -> list[str]:
     choice = state.get("selection")
     if not choice:
-        return ["The hybrid's dense run and weight are chosen on dev once every dense system finished."]
+        return ["The hybrid's dense run, normalisation and weight are chosen on dev once every dense system "
+                "finished."]
     grid = {system: {**row, "linear": linear_by_normalisation(row["linear"])} for system, row in choice["grid"].items()}
     first = next(iter(grid.values()))["linear"]
     weights, norms = list(next(iter(first.values()))), list(first)
-    chosen_norm = choice.get("normalisation", "min-max")
+    chosen_norm = choice.get("normalisation", DEFAULT_NORMALISATION)  # a selection recorded before the choice
     lines = [f"Hybrid chosen on dev: **{choice['system']}**, linear dense weight **{float(choice['weight']):g}** of "
              f"**{chosen_norm}** normalised scores (the best dev nDCG@10 of linear fusion over {len(grid)} dense runs "
              f"× {len(norms)} normalisation(s) × {len(weights)} weights; RRF fuses the same run). Dev nDCG@10:", "",
@@ -195,10 +197,13 @@ def markdown(config: ReproduceConfig, state: dict, rows: list[Row], claims_: lis
     lines = [MARK, "", f"Evaluation: `{config.dataset}`, split `{config.eval_split}`; model `{config.model}`.", ""]
     if config.test:
         lines += _table(config, state, rows, vs_bm25)
-        lines += ["", "Rows 4 and 5: mean ± sample sd over the seeds that finished. Δ and p: paired over the test "
+        seeded_rows = "Rows 4 and 5" if len(config.systems) == 2 else f"Row {config.systems[0]}"
+        reuse = {("4", "5"): "row 5 reuses row 3's model and row 4's BM25 negatives; ",
+                 ("5",): "row 5 reuses row 3's model; ", ("4",): ""}[tuple(config.systems)]
+        lines += ["", f"{seeded_rows}: mean ± sample sd over the seeds that finished. Δ and p: paired over the test "
                   "queries (seeded rows: each query's nDCG@10 averaged over the seeds). Wall time: the row's own "
-                  "stages, dev and test evaluation included (row 5 reuses row 3's model and row 4's BM25 "
-                  "negatives; the hybrid reuses cached runs).", "", "Claims (test nDCG@10):", ""]
+                  f"stages, dev and test evaluation included ({reuse}the hybrid reuses cached runs).", "",
+                  "Claims (test nDCG@10):", ""]
         lines += _claims(claims_) if claims_ else ["(none can be tested yet)"]
         lines += ["", f"p (randomisation): {RANDOMISATION}, {config.permutation_rounds} rounds, seed "
                   f"{config.stats_seed} (exact when 2^queries ≤ rounds); p (t-test): {T_TEST}. A verdict is **met** "

@@ -1,5 +1,6 @@
-"""What the hybrid fuses, chosen on the dev split: the dense run, the score normalisation and the linear weight
-whose fusion with BM25 scores the highest dev nDCG@10. The test split plays no part; the test hybrid is then run once."""
+"""What the hybrid fuses, chosen on the dev split: the dense run, the score normalisation and the
+linear weight whose fusion with BM25 scores the highest dev nDCG@10. The test split plays no part;
+the test hybrid is then run once."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from llara_retrieval._utils.errors import LlaraError
-from llara_retrieval.retrieval.fusion import RRF_K, interpolate, rrf
+from llara_retrieval.retrieval.fusion import DEFAULT_NORMALISATION, RRF_K, interpolate, rrf
 from llara_retrieval.retrieval.metrics import evaluate
 from llara_retrieval.retrieval.runs import Qrels, Run, read_qrels, read_run
 
@@ -32,7 +33,7 @@ def _ndcg10(qrels: Qrels, run: Run) -> float:
 
 
 def choose_hybrid(qrels: Qrels, bm25: Run, dense: Mapping[str, Run], weights: Sequence[float],
-                  normalisations: Sequence[str] = ("min-max",), depth: int = 1000) -> HybridChoice:
+                  normalisations: Sequence[str] = (DEFAULT_NORMALISATION,), depth: int = 1000) -> HybridChoice:
     """The (dense run, normalisation, weight) whose linear fusion with ``bm25`` has the best nDCG@10 on ``qrels``.
 
     Args:
@@ -63,7 +64,8 @@ def choose_hybrid(qrels: Qrels, bm25: Run, dense: Mapping[str, Run], weights: Se
 
 
 def choose_hybrid_from_files(qrels_file: Path, bm25_file: Path, dense_files: Mapping[str, Path],
-                             weights: Sequence[float], normalisations: Sequence[str] = ("min-max",)) -> HybridChoice:
+                             weights: Sequence[float],
+                             normalisations: Sequence[str] = (DEFAULT_NORMALISATION,)) -> HybridChoice:
     """:func:`choose_hybrid` on TREC run files (the dev runs ``llara-beir`` wrote)."""
     return choose_hybrid(read_qrels(qrels_file), read_run(bm25_file),
                          {system: read_run(path) for system, path in dense_files.items()}, weights, normalisations)
@@ -71,6 +73,6 @@ def choose_hybrid_from_files(qrels_file: Path, bm25_file: Path, dense_files: Map
 
 def linear_by_normalisation(linear: Mapping) -> dict[str, Mapping]:
     """A recorded grid row's linear scores as ``{normalisation: {weight: nDCG@10}}``; a run recorded before
-    normalisations were a choice holds ``{weight: nDCG@10}`` of min-max fusion."""
+    normalisations were a choice holds ``{weight: nDCG@10}`` of the default (min-max) fusion."""
     nested = all(isinstance(v, Mapping) for v in linear.values())
-    return dict(linear) if nested else {"min-max": linear}
+    return dict(linear) if nested else {DEFAULT_NORMALISATION: linear}

@@ -188,7 +188,7 @@ def plan(config: ReproduceConfig) -> list[Stage]:
     stages += _evaluations(config, PRETRAIN, str(pretrained), (PRETRAIN,), "3")
     for seed in config.seeds:
         stages.append(Stage(f"mine-s{seed}", _mine(config, data / f"negatives-bm25-s{seed}.jsonl", seed),
-                            after=(SPLIT,), row="4"))
+                            after=(SPLIT,), row=config.systems[0]))  # the first fine-tuned row's time
         if "4" in config.systems:
             stages += _seeded_system(config, FINETUNE, config.model, seed, None, "4")
         if "5" in config.systems:

@@ -3,12 +3,12 @@ per-query normalised scores.
 
 Both work per query on the top ``depth`` documents of each run. RRF uses ranks only (k=60, as in
 Cormack et al. 2009), so it needs no score calibration. Interpolation scores a document
-``w * norm(dense) + (1 - w) * norm(sparse)`` where ``norm`` maps each query's list of scores to a common scale:
-``min-max`` to [0, 1], ``z-score`` to mean 0 and standard deviation 1 (from every score of the list
-rather than its two extremes; Bruch et al. 2023 compare both). A document missing from one run's list gets that run's lowest value on the
-scale (min-max: 0; z-score: the list's last document's), since it ranked below all of them. The default
-``w = 0.5`` weighs both runs equally: it is a fixed, untuned choice, so a test-set figure is not fitted to the
-test set.
+``w * norm(dense) + (1 - w) * norm(sparse)`` where ``norm`` maps each query's list of scores to a
+common scale: ``min-max`` to [0, 1], ``z-score`` to mean 0 and standard deviation 1 (from every score
+of the list rather than its two extremes; Bruch et al. 2023 compare both). A document missing from
+one run's list gets that run's lowest value on the scale (min-max: 0; z-score: the list's last
+document's), since it ranked below all of them. The default ``w = 0.5`` weighs both runs equally: it
+is a fixed, untuned choice, so a test-set figure is not fitted to the test set.
 """
 from __future__ import annotations
 
@@ -52,17 +52,21 @@ def z_score(scores: Mapping[str, float]) -> dict[str, float]:
 
 
 NORMALISATIONS = {"min-max": min_max, "z-score": z_score}
+DEFAULT_NORMALISATION = "min-max"
 
 
 def _normalised(scores: Mapping[str, float], normalisation: str) -> tuple[dict[str, float], float]:
-    """The normalised scores and the value of a document missing from the list (the bottom of the scale)."""
+    """The normalised scores and the value of a document missing from the list (the bottom of the scale). Under
+    z-score a list of equal scores (one document, say) becomes all 0, so its documents get no credit over the
+    ones it misses: such a list says nothing about their order."""
     norm = NORMALISATIONS[normalisation](scores)
     missing = 0.0 if normalisation == "min-max" or not norm else min(norm.values())
     return norm, missing
 
 
 def interpolate(dense: Mapping[str, Mapping[str, float]], sparse: Mapping[str, Mapping[str, float]],
-                weight: float = DENSE_WEIGHT, depth: int = 1000, normalisation: str = "min-max") -> Run:
+                weight: float = DENSE_WEIGHT, depth: int = 1000,
+                normalisation: str = DEFAULT_NORMALISATION) -> Run:
     """``weight * norm(dense) + (1 - weight) * norm(sparse)`` over the union of both top-``depth`` lists.
 
     Args:

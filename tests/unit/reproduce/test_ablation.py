@@ -81,3 +81,23 @@ def test_a_row_left_out_of_systems_is_shown_as_such_even_with_old_files(tmp_path
     other = make_run(tmp_path / "b", dataset)
     other.compare = [str(tmp_path / "a")]
     assert recipes(other, {"stages": {}})[1].differs == "systems 5"  # as typed after the flag
+
+
+def test_a_folder_saved_before_a_setting_existed_reads_with_the_value_it_ran_with(tmp_path):
+    """A folder saved before the hybrid's normalisation was a choice fused with min-max only: the ablation says
+    so instead of assuming today's default, and its old-shape dev grid is reported as min-max."""
+    dataset = tmp_path / "toy"
+    dataset.mkdir()
+    old = make_run(tmp_path / "old", dataset)
+    state = json.loads((tmp_path / "old" / "reproduce.json").read_text())
+    del state["config"]["hybrid_normalisations"]
+    state["selection"] = {"system": "finetune-s1", "weight": 0.3,
+                          "grid": {"finetune-s1": {"dense": 0.5, "rrf": 0.55, "linear": {"0.3": 0.61, "0.5": 0.6}}}}
+    (tmp_path / "old" / "reproduce.json").write_text(json.dumps(state))
+    new = make_run(tmp_path / "new", dataset)
+    new.compare = [old.output]
+    compared = recipes(new, {"stages": {}})[1]
+    assert compared.differs == "hybrid-normalisations min-max" and compared.columns["hybrid"] == (0.61, None, 1)
+    text = markdown(old, state, collect_rows(old, state), [])
+    assert "| finetune-s1 | 0.5000 | 0.5500 | min-max | **0.6100** | 0.6000 |" in text
+    assert "linear dense weight **0.3** of **min-max** normalised scores" in text

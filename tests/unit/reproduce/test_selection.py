@@ -1,5 +1,5 @@
-"""The hybrid's dense run and weight: the dev nDCG@10 maximum over the grid, checked against a brute force
-with its own min-max fusion and pytrec_eval; ReproduceConfig's checks and flags."""
+"""The hybrid's dense run, normalisation and weight: the dev nDCG@10 maximum over the grid, checked against a
+brute force with its own numpy fusion and pytrec_eval; ReproduceConfig's checks and flags."""
 import random
 
 import numpy as np
@@ -12,7 +12,7 @@ from llara_retrieval.reproduce.__main__ import parser
 from llara_retrieval.reproduce.config import ReproduceConfig
 from llara_retrieval.reproduce.pipeline import choose_on_dev
 from llara_retrieval.reproduce.selection import choose_hybrid, linear_by_normalisation
-from llara_retrieval.reproduce.stages import plan, runs_dir, split_dataset
+from llara_retrieval.reproduce.stages import hybrid_stage, plan, runs_dir, split_dataset
 from llara_retrieval.retrieval.runs import write_run
 
 
@@ -32,8 +32,8 @@ def own_ndcg10(qrels, run):
 
 
 def own_fusion(dense, sparse, w, normalisation="min-max"):
-    """Linear fusion written out: min-max to [0, 1] or z-score by numpy; a document missing from a list gets the
-    list's lowest normalised value (every test list is complete, so that is the minimum)."""
+    """Linear fusion written out: min-max to [0, 1] or z-score by numpy. Every list here holds every document
+    (the fusion of incomplete lists: test_fusion.py)."""
     out = {}
     for q in dense:
         parts = []
@@ -42,8 +42,7 @@ def own_fusion(dense, sparse, w, normalisation="min-max"):
             scaled = ((values - values.min()) / (values.max() - values.min()) if normalisation == "min-max"
                       else (values - values.mean()) / values.std())
             parts.append(dict(zip(docs, scaled)))
-        out[q] = {d: w * parts[0].get(d, min(parts[0].values())) + (1 - w) * parts[1].get(d, min(parts[1].values()))
-                  for d in set(parts[0]) | set(parts[1])}
+        out[q] = {d: w * parts[0][d] + (1 - w) * parts[1][d] for d in parts[0]}
     return out
 
 
@@ -113,12 +112,22 @@ def test_finetuning_budget_is_steps_unless_epochs_are_given():
 def test_systems_left_out_have_no_stages(systems):
     """``--systems 5`` (an ablation of a lever for system 5) trains and evaluates no system 4, and the reverse;
     each seed still mines its negatives."""
-    names = [s.name for s in plan(ReproduceConfig(dataset="d", pretrain_text=["a"], seeds=[1, 2], systems=systems))]
+    stages = plan(ReproduceConfig(dataset="d", pretrain_text=["a"], seeds=[1, 2], systems=systems))
+    names = [s.name for s in stages]
     for seed in (1, 2):
-        assert f"mine-s{seed}" in names
+        mine = next(s for s in stages if s.name == f"mine-s{seed}")
+        assert mine.row == systems[0]  # its time counts in a row that is in the table
         for row, system in (("4", f"finetune-s{seed}"), ("5", f"pretrain-finetune-s{seed}")):
             own = {system, f"{system}-dev", f"{system}-eval"}
             assert (own <= set(names)) if row in systems else not own & set(names)
+
+
+def test_systems_are_kept_in_table_order_and_the_hybrid_stage_names_its_normalisation():
+    assert ReproduceConfig(dataset="d", pretrain_text=["a"], systems=["5", "4"]).systems == ["4", "5"]
+    config = ReproduceConfig(dataset="d", pretrain_text=["a"])
+    argv = list(hybrid_stage(config, "runs/m", 0.5, "z-score", after=()).argv)
+    assert argv[argv.index("--hybrid-weight") + 1] == "0.5"
+    assert argv[argv.index("--hybrid-normalisation") + 1] == "z-score"
 
 
 @pytest.mark.parametrize("test", [True, False])
