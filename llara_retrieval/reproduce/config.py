@@ -21,6 +21,12 @@ BOOKKEEPING = ("output", "cache_dir", "device", "compare", "save_steps", "encode
                "test", "until")
 
 
+def _check_choices(flag: str, values: list[str], allowed: tuple[str, ...]) -> None:
+    """A list flag must name at least one of ``allowed``, each at most once."""
+    if not values or len(set(values)) != len(values) or set(values) - set(allowed):
+        raise LlaraError(f"{flag} must list distinct values among {' '.join(allowed)}, got {values}")
+
+
 @dataclass(kw_only=True)
 class ReproduceConfig:
     """Knobs of ``make reproduce``. The data paths have no default: the Makefile names them.
@@ -85,8 +91,7 @@ class ReproduceConfig:
             raise LlaraError(f"--dev-fraction must be in (0, 1), not {self.dev_fraction}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise LlaraError(f"--seeds must list distinct seeds, got {self.seeds}")
-        if not self.systems or len(set(self.systems)) != len(self.systems) or set(self.systems) - set(FINE_TUNED_ROWS):
-            raise LlaraError(f"--systems must list distinct rows among {' '.join(FINE_TUNED_ROWS)}, got {self.systems}")
+        _check_choices("--systems", self.systems, FINE_TUNED_ROWS)
         self.systems = [row for row in FINE_TUNED_ROWS if row in self.systems]  # '5 4' is the same run as '4 5'
         if self.negative_rounds < 1:
             raise LlaraError(f"--negative-rounds must be at least 1, not {self.negative_rounds}")
@@ -96,10 +101,7 @@ class ReproduceConfig:
             raise LlaraError(f"--lr-scheduler must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_scheduler!r}")
         if not self.hybrid_weights or any(not 0.0 <= w <= 1.0 for w in self.hybrid_weights):
             raise LlaraError(f"--hybrid-weights must be dense weights in [0, 1], got {self.hybrid_weights}")
-        if (not self.hybrid_normalisations or len(set(self.hybrid_normalisations)) != len(self.hybrid_normalisations)
-                or set(self.hybrid_normalisations) - set(NORMALISATIONS)):
-            raise LlaraError(f"--hybrid-normalisations must list distinct ones among {' '.join(NORMALISATIONS)}, "
-                             f"got {self.hybrid_normalisations}")
+        _check_choices("--hybrid-normalisations", self.hybrid_normalisations, tuple(NORMALISATIONS))
         if self.train_split == self.eval_split:
             raise LlaraError(f"--train-split and --eval-split are both {self.train_split!r}: the dev split and the "
                              "fine-tuning data would be carved from the queries the table is evaluated on")
