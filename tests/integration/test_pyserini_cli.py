@@ -116,8 +116,13 @@ def test_pyserini_search_run_file_metrics_and_trec_eval(work, index_dir):
     assert proc.returncode == 0, proc.stderr[-2000:]
     trec = {m: float(v) for m, _, v in (x.split() for x in proc.stdout.splitlines() if "\tall\t" in x)}
     assert trec["ndcg_cut_10"] == pytest.approx(metrics["nDCG@10"], abs=1e-4)
-    assert trec["recip_rank"] == pytest.approx(metrics["MRR@10"], abs=1e-4)
     assert trec["recall_50"] == pytest.approx(metrics["Recall@100"], abs=1e-4)  # only 50 hits in the run
+    # MRR@10: trec_eval's recip_rank over each query's top 10 only (-M 10)
+    proc = run(["-m", "pyserini.eval.trec_eval", "-c", "-M", "10", "-m", "recip_rank", str(work["qrels"]), str(run_file)],
+               work["env"], work["root"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cut = float(next(x.split()[2] for x in proc.stdout.splitlines() if x.startswith("recip_rank") and "\tall\t" in x))
+    assert cut == pytest.approx(metrics["MRR@10"], abs=1e-4) and cut < trec["recip_rank"]
 
 
 def test_named_topics_offline_and_default_run_name(work, index_dir):
