@@ -48,8 +48,11 @@ class MineArguments:
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output file"})
 
 
+ARGUMENT_TYPES = (MineArguments,)  # the flags of `train mine`
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli_main("mine", (MineArguments,), _mine_and_report, argv)
+    return cli_main("mine", ARGUMENT_TYPES, _mine_and_report, argv)
 
 
 def _mine_and_report(args: MineArguments) -> None:

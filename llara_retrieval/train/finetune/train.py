@@ -90,8 +90,11 @@ class EpochSetter(TrainerCallback):
         self.dataset.set_epoch(math.floor((state.epoch or 0) + 1e-6))
 
 
+ARGUMENT_TYPES = (ModelArguments, FinetuneArguments, LlaraTrainingArguments)  # the flags of `train finetune`
+
+
 def main(argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> int:
-    return cli_main("finetune", (ModelArguments, FinetuneArguments, LlaraTrainingArguments), run, argv, callbacks=callbacks)
+    return cli_main("finetune", ARGUMENT_TYPES, run, argv, callbacks=callbacks)
 
 
 def check_args(data_args: FinetuneArguments, training_args: LlaraTrainingArguments) -> None:

@@ -126,8 +126,11 @@ class PrepareArguments:
     trust_remote_code: bool = field(default=False, metadata={"help": "run model code from the hub"})
 
 
+ARGUMENT_TYPES = (PrepareArguments,)  # the flags of `train prepare`
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return cli_main("prepare", (PrepareArguments,), _prepare_and_report, argv)
+    return cli_main("prepare", ARGUMENT_TYPES, _prepare_and_report, argv)
 
 
 def _prepare_and_report(args: PrepareArguments) -> None:

@@ -46,8 +46,11 @@ def check_single_forward(model: torch.nn.Module, batch: dict, loss: PretrainLoss
                              "pass --single_forward false")
 
 
+ARGUMENT_TYPES = (ModelArguments, PretrainArguments, LlaraTrainingArguments)  # the flags of `train pretrain`
+
+
 def main(argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> int:
-    return cli_main("pretrain", (ModelArguments, PretrainArguments, LlaraTrainingArguments), run, argv, callbacks=callbacks)
+    return cli_main("pretrain", ARGUMENT_TYPES, run, argv, callbacks=callbacks)
 
 
 def run(model_args: ModelArguments, data_args: PretrainArguments, training_args: LlaraTrainingArguments,
