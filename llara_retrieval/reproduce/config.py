@@ -41,7 +41,7 @@ class ReproduceConfig:
 
     dataset: str
     pretrain_text: list[str]
-    model: str = "encoders/llara-gemma3-270m.json"
+    model: str = "default"  # the embedded gemma-3-270m with LLaRA prompts; the Makefile passes its spec file
     output: str = "runs/reproduce"
     train_split: str = "train"
     eval_split: str = "test"

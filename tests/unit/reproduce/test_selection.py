@@ -1,6 +1,7 @@
 """The hybrid's dense run, normalisation and weight: the dev nDCG@10 maximum over the grid, checked against a
 brute force with its own numpy fusion and pytrec_eval; ReproduceConfig's checks and flags."""
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,3 +152,15 @@ def test_choose_on_dev_candidates_are_tested_runs_or_in_a_dev_only_run_every_dev
     chosen, choice = choose_on_dev(config, stages)
     assert choice["system"] == dense[-1] and set(choice["grid"]) == set(dense)
     assert (chosen.name == f"{dense[-1]}-eval") if test else chosen is None
+
+
+def test_the_default_model_works_outside_the_repo_and_is_the_makefiles_encoder():
+    """The Python default is the embedded model itself (a relative spec path would read as a hub id elsewhere);
+    the spec file the Makefile passes describes the same encoder, so both give the same vectors."""
+    from dataclasses import replace
+
+    from llara_retrieval.core.loading import resolve_spec
+
+    model = ReproduceConfig(dataset="d", pretrain_text=["a"]).model
+    spec_file = resolve_spec(Path(__file__).resolve().parents[3] / "encoders" / "llara-gemma3-270m.json")
+    assert model == "default" and resolve_spec(model) == replace(spec_file, description="")
