@@ -64,19 +64,24 @@ def per_query(qrels: Qrels, run: Run, metric: str = "nDCG@10") -> dict[str, floa
     return per_query_scores(qrels, run, {metric: METRICS[metric]})[metric]
 
 
+def _some(queries: set[str], n: int = 5) -> str:
+    return ", ".join(sorted(queries)[:n])
+
+
 def mean_per_query(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
     """Per-query mean over several runs of one system (e.g. seeds): the system's expected score per query."""
     if not runs:
         raise LlaraError("no per-query scores to average")
     queries = set(runs[0])
-    if any(set(r) != queries for r in runs[1:]):
-        raise LlaraError("the runs to average were scored on different queries")
+    for r in runs[1:]:
+        if set(r) != queries:
+            raise LlaraError(f"the runs to average were scored on different queries (e.g. {_some(set(r) ^ queries)})")
     return {q: sum(r[q] for r in runs) / len(runs) for q in runs[0]}
 
 
 def paired_test(a: Mapping[str, float], b: Mapping[str, float], metric: str = "nDCG@10", rounds: int = ROUNDS,
                 seed: int = 0) -> PairedTest:
-    """Both paired tests of ``a`` against ``b`` over their common queries.
+    """Both paired tests of ``a`` against ``b`` over their queries (both must cover the same ones).
 
     Args:
         a, b: per-query metric values (:func:`per_query`), on the same queries.
@@ -91,7 +96,8 @@ def paired_test(a: Mapping[str, float], b: Mapping[str, float], metric: str = "n
     from scipy import stats
 
     if set(a) != set(b):
-        raise LlaraError(f"paired test: the runs cover different queries ({len(set(a) ^ set(b))} not in both)")
+        raise LlaraError(f"paired test: the runs cover different queries ({len(set(a) ^ set(b))} not in both, "
+                         f"e.g. {_some(set(a) ^ set(b))})")
     if len(a) < 2 or rounds < 1:
         raise LlaraError("paired test: needs at least 2 queries and 1 round")
     queries = sorted(a)

@@ -77,6 +77,9 @@ def mine(args: MineArguments) -> dict:
     if args.method == "dense" and not args.encoder:
         raise LlaraError("--method dense needs --encoder")
     ds = load_dataset(args.dataset, args.split, cache_dir=args.cache_dir)
+    if not any(rel > 0 and doc in ds.corpus for judged in ds.qrels.values() for doc, rel in judged.items()):
+        raise LlaraError(f"{ds.root / 'qrels' / f'{ds.split}.tsv'}: no judged query has a positive document in "
+                         f"{ds.corpus_file}: nothing to train on")
     run = retrieve(ds, args)
     separator = resolve_spec(args.encoder).title_separator  # no encoder: the default spec's
     lines, stats = build_records(ds.queries, ds.qrels, ds.corpus, run, args.num_negatives, args.sample, args.seed,
@@ -121,7 +124,5 @@ def build_records(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, i
         records.append({"query": text, "pos": [passage(d) for d in positives],
                         "neg": [passage(d) for d in pool[:num_negatives]],
                         "query_id": qid, "pos_ids": positives, "neg_ids": pool[:num_negatives]})
-    if not records:
-        raise LlaraError("no judged query has a positive document in the corpus: nothing to train on")
     mean = sum(len(r["neg"]) for r in records) / max(len(records), 1)
     return records, {"records": len(records), "skipped": skipped, "mean_negatives": mean}

@@ -103,7 +103,7 @@ def test_per_query_means_to_evaluate_and_counts_missing_queries_as_zero():
 
 def test_mean_per_query_and_mismatched_queries():
     assert mean_per_query([{"a": 0.2, "b": 1.0}, {"a": 0.4, "b": 0.0}]) == pytest.approx({"a": 0.3, "b": 0.5})
-    with pytest.raises(LlaraError, match="different queries"):
+    with pytest.raises(LlaraError, match=r"different queries \(e\.g\. a, b\)"):
         mean_per_query([{"a": 0.2}, {"b": 0.4}])
-    with pytest.raises(LlaraError, match="different queries"):
+    with pytest.raises(LlaraError, match=r"different queries \(2 not in both, e\.g\. b, c\)"):
         paired_test({"a": 1.0, "b": 0.0}, {"a": 1.0, "c": 0.0})

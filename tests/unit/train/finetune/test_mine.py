@@ -82,3 +82,15 @@ def test_existing_output_and_missing_split_are_errors(beir, tmp_path, capsys):
     assert "nosuch.tsv: missing" in err and not (tmp_path / "x.jsonl").exists()
     assert mine.main(["--dataset", str(beir), "--output", str(tmp_path / "y.jsonl"), "--method", "dense"]) == 1
     assert "--method dense needs --encoder" in capsys.readouterr().err
+
+
+def test_qrels_whose_positives_are_not_in_the_corpus_are_an_error_naming_both_files(tmp_path, capsys):
+    from tests.support.beir_data import write_beir
+
+    root = write_beir(tmp_path / "ds", qrels=[("q1", "d1", 0), ("q2", "d9", 1)])  # q1 judged 0; d9 not in corpus
+    out = tmp_path / "train.jsonl"
+    assert mine.main(["--dataset", str(root), "--split", "test", "--output", str(out), "--cache_dir", str(tmp_path)]) == 1
+    warning, error = capsys.readouterr().err.strip().splitlines()  # the load warns of d9 at its qrels line
+    assert warning.startswith(f"mine: warning: {root / 'qrels' / 'test.tsv'}:3: doc 'd9'") and not out.exists()
+    assert error == (f"mine: error: {root / 'qrels' / 'test.tsv'}: no judged query has a positive document in "
+                     f"{root / 'corpus.jsonl'}: nothing to train on")
