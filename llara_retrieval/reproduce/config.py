@@ -33,8 +33,8 @@ class ReproduceConfig:
 
     The defaults are the recipe for the embedded gemma-3-270m model sized to finish within 3 hours on a 2-core
     bf16-native CPU: eight corpus encodes (systems 2, 3 and three seeds each of 4 and 5) dominate the time, so
-    passages are cut to 128 tokens with the prompt (at 256 each encode takes twice as long and the whole run
-    about 14 hours there); fine-tuning is 24 steps of 8 queries, each with its positive and 3 mined negatives
+    passages are cut to 128 tokens with the prompt (at 256 each encode takes about twice as long: about 5 hours
+    for the whole table there); fine-tuning is 24 steps of 8 queries, each with its positive and 3 mined negatives
     (``--finetune-epochs`` > 0 trains whole epochs instead). GradCache (chunks of 16 sequences: the same
     gradients as the whole batch) bounds a step's memory for longer passages and larger groups.
     """
