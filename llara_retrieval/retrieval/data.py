@@ -43,6 +43,10 @@ class BeirDataset:
     def corpus_file(self) -> Path:
         return self.root / "corpus.jsonl"
 
+    @property
+    def qrels_file(self) -> Path:
+        return self.root / "qrels" / f"{self.split}.tsv"
+
 
 def _field(record: dict, key: str, path: Path, lineno: int, required: bool = True) -> str:
     value = record.get(key)

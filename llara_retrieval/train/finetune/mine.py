@@ -77,9 +77,9 @@ def mine(args: MineArguments) -> dict:
     if args.method == "dense" and not args.encoder:
         raise LlaraError("--method dense needs --encoder")
     ds = load_dataset(args.dataset, args.split, cache_dir=args.cache_dir)
-    if not any(rel > 0 and doc in ds.corpus for judged in ds.qrels.values() for doc, rel in judged.items()):
-        raise LlaraError(f"{ds.root / 'qrels' / f'{ds.split}.tsv'}: no judged query has a positive document in "
-                         f"{ds.corpus_file}: nothing to train on")
+    if not any(positives_in_corpus(judged, ds.corpus) for judged in ds.qrels.values()):
+        raise LlaraError(f"{ds.qrels_file}: no judged query has a positive document in {ds.corpus_file}: "
+                         "nothing to train on")
     run = retrieve(ds, args)
     separator = resolve_spec(args.encoder).title_separator  # no encoder: the default spec's
     lines, stats = build_records(ds.queries, ds.qrels, ds.corpus, run, args.num_negatives, args.sample, args.seed,
@@ -102,6 +102,11 @@ def retrieve(ds, args: MineArguments) -> Run:
     return runner.run(ds, top_k=args.depth)
 
 
+def positives_in_corpus(judged: Mapping[str, int], corpus: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """A query's positive documents that the corpus holds: the ones a training record can use."""
+    return [d for d, rel in judged.items() if rel > 0 and d in corpus]
+
+
 def build_records(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
                   corpus: Mapping[str, Mapping[str, str]], run: Run, num_negatives: int, sample: str = "random",
                   seed: int = 42, title_separator: str | None = " ") -> tuple[list[dict], dict]:
@@ -113,7 +118,7 @@ def build_records(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, i
     records, skipped = [], 0
     for qid, text in queries.items():
         judged = qrels.get(qid, {})
-        positives = [d for d, rel in judged.items() if rel > 0 and d in corpus]
+        positives = positives_in_corpus(judged, corpus)
         if not positives:
             skipped += 1
             continue
