@@ -14,7 +14,8 @@ weights, what ``--precision auto`` picks where bf16 is native; on a CPU without 
 and slow). ``--lora`` and ``--gradient-checkpointing`` pass through, as does ``--dtype`` for the master
 weights (``bfloat16`` for a 7B LoRA run on one GPU), ``--lora-r`` / ``--lora-alpha`` / ``--lora-dropout``
 (default ``make reproduce``'s 16 / 32 / 0.05) and ``--grad-cache-chunk``: ``make reproduce``'s fine-tuning step is
-``--lora --batch 8 --group 8 --query-max-len 64 --passage-max-len 256 --grad-cache-chunk 16``.
+``--lora --batch 8 --group 4 --query-max-len 64 --passage-max-len 128 --grad-cache-chunk 16`` (its 256-token
+recipe's: ``--group 8 --passage-max-len 256``).
 
     python benchmarks/bench_finetune.py --corpus ../shared/data/beir/scifact/corpus.jsonl \\
         [--model default] [--modes float32 bf16] [--batch 4 --group 4] [--device cpu|cuda] [--lora] \\
