@@ -37,6 +37,7 @@ from llara_retrieval.reproduce.stages import (
     runs_dir,
     split_dataset,
 )
+from llara_retrieval.retrieval.data import qrels_file
 
 STATE = "reproduce.json"
 TOOL = "llara-reproduce"
@@ -161,7 +162,7 @@ def choose_on_dev(config: ReproduceConfig, stages: list[Stage]) -> tuple[Stage |
     runs, name = runs_dir(config), dataset_name(config)
     dense = {s.system: run_path(runs, name, DEV, s.system) for s in stages
              if s.split == DEV and s.encoder and (s.system in tested or not config.test)}
-    choice = choose_hybrid_from_files(split_dataset(config) / "qrels" / f"{DEV}.tsv",
+    choice = choose_hybrid_from_files(qrels_file(split_dataset(config), DEV),
                                       run_path(runs, name, DEV, "bm25"), dense, config.hybrid_weights,
                                       config.hybrid_normalisations)
     return tested.get(choice.system), choice.to_dict()

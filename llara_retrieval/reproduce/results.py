@@ -17,7 +17,7 @@ from llara_retrieval.reproduce.stages import (
     runs_dir,
     seeded,
 )
-from llara_retrieval.retrieval.data import read_queries, resolve_dataset
+from llara_retrieval.retrieval.data import qrels_file, read_queries, resolve_dataset
 from llara_retrieval.retrieval.runs import encoder_name, read_qrels, read_run
 from llara_retrieval.retrieval.significance import PairedTest, mean_per_query, paired_test, per_query, verdict
 
@@ -107,7 +107,7 @@ class TestScores:
         if self._qrels is None:
             root = resolve_dataset(self.config.dataset, self.config.cache_dir)
             queries = read_queries(root / "queries.jsonl")
-            qrels = read_qrels(root / "qrels" / f"{self.config.eval_split}.tsv")
+            qrels = read_qrels(qrels_file(root, self.config.eval_split))
             self._qrels = {q: docs for q, docs in qrels.items() if q in queries}
         return self._qrels
 

@@ -45,7 +45,12 @@ class BeirDataset:
 
     @property
     def qrels_file(self) -> Path:
-        return self.root / "qrels" / f"{self.split}.tsv"
+        return qrels_file(self.root, self.split)
+
+
+def qrels_file(root: Path, split: str) -> Path:
+    """Where a BEIR folder keeps a split's judgements."""
+    return root / "qrels" / f"{split}.tsv"
 
 
 def _field(record: dict, key: str, path: Path, lineno: int, required: bool = True) -> str:
@@ -123,7 +128,7 @@ def load_dataset(name_or_path: str | Path, split: str = "test", cache_dir: str |
     """Read and check one split of a BEIR folder (or a BEIR dataset name, downloaded once)."""
     root = resolve_dataset(name_or_path, cache_dir)
     corpus_path, queries_path = root / "corpus.jsonl", root / "queries.jsonl"
-    qrels_path = root / "qrels" / f"{split}.tsv"
+    qrels_path = qrels_file(root, split)
     for path in (corpus_path, queries_path):
         if not path.is_file():
             raise LlaraError(f"{path}: missing ({LAYOUT})")

@@ -19,7 +19,7 @@ from pathlib import Path
 from llara_retrieval._utils.atomic import atomic_dir
 from llara_retrieval._utils.cache_dir import file_sha256
 from llara_retrieval._utils.errors import LlaraError
-from llara_retrieval.retrieval.data import resolve_dataset
+from llara_retrieval.retrieval.data import qrels_file, resolve_dataset
 from llara_retrieval.retrieval.metrics import judged_queries
 from llara_retrieval.retrieval.runs import Qrels, read_qrels
 
@@ -81,7 +81,7 @@ def carve_dev_split(dataset: str | Path, output: str | Path, split: str = "train
         :class:`DevSplit` with the view's path and the dev and fit query ids (in qrels order for fit).
     """
     root = resolve_dataset(dataset, cache_dir)
-    qrels_path = root / "qrels" / f"{split}.tsv"
+    qrels_path = qrels_file(root, split)
     if not qrels_path.is_file():
         raise LlaraError(f"{qrels_path}: missing (the split {split!r} the dev queries are carved from)")
     output = Path(output)
@@ -98,7 +98,7 @@ def carve_dev_split(dataset: str | Path, output: str | Path, split: str = "train
         for name in ("corpus.jsonl", "queries.jsonl"):
             _link((root / name).resolve(), folder / name)
         (folder / "qrels").mkdir()
-        (folder / "qrels" / f"{DEV}.tsv").write_text(_qrels_tsv(qrels, dev), encoding="utf-8")
-        (folder / "qrels" / f"{FIT}.tsv").write_text(_qrels_tsv(qrels, fit), encoding="utf-8")
+        qrels_file(folder, DEV).write_text(_qrels_tsv(qrels, dev), encoding="utf-8")
+        qrels_file(folder, FIT).write_text(_qrels_tsv(qrels, fit), encoding="utf-8")
         (folder / RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return DevSplit(root=output, dev=dev, fit=fit)
